@@ -1,0 +1,57 @@
+"""Every config group option composes; typos in keys and options fail with Hydra's clear messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf.errors import ConfigKeyError
+
+from tests.conftest import CONF_DIR, compose_config
+
+GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in {"hydra", "experiment"})
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "group,option", [(g, o) for g in GROUPS for o in group_options(g)], ids=lambda v: str(v)
+)
+def test_every_group_option_composes(group: str, option: str) -> None:
+    value = f"[{option}]" if group == "filters" else option
+    cfg = compose_config([f"{group}={value}", "paths.output_dir=/tmp/unused"])
+    assert cfg[group] is not None or group == "pretrain"
+
+
+def test_experiment_options_compose() -> None:
+    for option in group_options("experiment"):
+        compose_config([f"experiment={option}", "paths.output_dir=/tmp/unused"])
+
+
+def test_filters_compose_as_a_list() -> None:
+    cfg = compose_config(["filters=[confidence,class_balanced]", "filters.confidence.threshold=0.7"])
+    assert list(cfg.filters) == ["confidence", "class_balanced"]
+    assert cfg.filters.confidence.threshold == 0.7
+    assert list(compose_config(["filters=[]"]).filters) == []
+
+
+def test_unknown_key_is_rejected_with_its_name() -> None:
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_config(["selftrain.max_roundz=3"])
+    assert "max_roundz" in str(err.value.__cause__ or err.value)
+
+
+def test_unknown_nested_key_is_rejected() -> None:
+    with pytest.raises((ConfigCompositionException, ConfigKeyError)) as err:
+        compose_config(["filters.confidence.treshold=0.5"])
+    assert "treshold" in str(err.value.__cause__ or err.value)
+
+
+def test_unknown_group_option_lists_the_available_ones() -> None:
+    with pytest.raises(MissingConfigException) as err:
+        compose_config(["hardware=gpux"])
+    message = str(err.value)
+    assert "gpux" in message and "ddp_cpu" in message

@@ -1,0 +1,139 @@
+"""Sources, few-label splits and the DataModule; bad data gets errors that name the problem and the fix."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alpaca_lightning.data.datamodule import SelfTrainingDataModule
+from alpaca_lightning.data.sources import FileSource
+from alpaca_lightning.data.splits import TaskSpec, build_splits
+from alpaca_lightning.errors import DataError
+from alpaca_lightning.models.backbone import train_wordpiece_tokenizer
+from tests.conftest import synthetic_rows, write_csv
+
+
+def spec_for(path, **kwargs) -> TaskSpec:
+    fields = dict(name="t", label_names=["neg", "pos"], text_columns=["text"], label_column="label",
+                  sources={"train": FileSource(str(path))})
+    fields.update(kwargs)
+    return TaskSpec(**fields)
+
+
+@pytest.fixture
+def rows():
+    return synthetic_rows(300, seed=1)
+
+
+def test_file_formats_read_the_same_rows(tmp_path, rows) -> None:
+    frame = pd.DataFrame(rows, columns=["text", "label"])
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    frame.to_csv(tmp_path / "b.tsv", sep="\t", index=False)
+    frame.to_csv(tmp_path / "c.tsv", sep="\t", index=False, header=False)
+    frame.to_json(tmp_path / "d.jsonl", orient="records", lines=True)
+    frame.to_parquet(tmp_path / "e.parquet")
+    (tmp_path / "f.txt").write_text("".join(f"{label} {text}\n" for text, label in rows))
+    sources = [
+        FileSource(str(tmp_path / "a.csv")),
+        FileSource(str(tmp_path / "b.tsv")),
+        FileSource(str(tmp_path / "c.tsv"), header=False, column_names=["text", "label"]),
+        FileSource(str(tmp_path / "d.jsonl")),
+        FileSource(str(tmp_path / "e.parquet")),
+        FileSource(str(tmp_path / "f.txt"), format="label_text_lines"),
+    ]
+    for source in sources:
+        loaded = source.load()
+        assert loaded["text"].tolist() == frame["text"].tolist(), source.describe()
+        assert loaded["label"].astype(str).tolist() == frame["label"].tolist(), source.describe()
+
+
+def test_latin1_needs_its_encoding(tmp_path) -> None:
+    path = tmp_path / "mr.tsv"
+    path.write_bytes("text\tlabel\nun film très réussi\tpos\n".encode("latin-1"))
+    with pytest.raises(DataError, match="encoding"):
+        FileSource(str(path)).load()
+    assert FileSource(str(path), encoding="latin-1").load()["text"][0] == "un film très réussi"
+
+
+def test_few_label_split_is_disjoint_and_seeded(tmp_path, rows) -> None:
+    spec = spec_for(write_csv(tmp_path / "train.csv", rows), test_holdout_size=50)
+    splits = build_splits(spec, seed=3, labels_per_class=8, val_per_class=10, pool_size=None)
+    assert splits.sizes() == {"labelled": 16, "pool": 300 - 50 - 20 - 16, "validation": 20, "test": 50}
+    assert np.bincount(splits.labelled.labels).tolist() == [8, 8]
+    assert np.bincount(splits.validation.labels).tolist() == [10, 10]
+    parts = [set(splits.labelled.texts), set(splits.pool.texts), set(splits.validation.texts), set(splits.test.texts)]
+    assert sum(len(p) for p in parts) == len(set().union(*parts)) == 300
+    again = build_splits(spec, seed=3, labels_per_class=8, val_per_class=10)
+    assert again.labelled.texts == splits.labelled.texts
+    other = build_splits(spec, seed=4, labels_per_class=8, val_per_class=10)
+    assert other.labelled.texts != splits.labelled.texts
+    assert other.test.texts == splits.test.texts  # the held-out test set does not move with the seed
+
+
+def test_label_values_map_raw_labels(tmp_path) -> None:
+    path = write_csv(tmp_path / "sst.csv", [("good", "1"), ("bad", "0")] * 10, header=("sentence", "label"))
+    spec = spec_for(path, text_columns=["sentence"], label_names=["negative", "positive"], label_values=[0, 1])
+    splits = build_splits(spec, seed=0, labels_per_class=2, val_size=4)
+    assert set(splits.labelled.labels.tolist()) == {0, 1}
+
+
+def test_missing_file_names_the_path(tmp_path) -> None:
+    with pytest.raises(DataError, match=r"not found: .*nope\.csv.*ALPACA_DATA_DIR"):
+        build_splits(spec_for(tmp_path / "nope.csv"), seed=0, labels_per_class=2, val_size=4)
+
+
+def test_missing_column_names_column_and_alternatives(tmp_path, rows) -> None:
+    spec = spec_for(write_csv(tmp_path / "t.csv", rows), text_columns=["sentence"])
+    with pytest.raises(DataError, match=r"\['sentence'\] not found.*columns are \['text', 'label'\].*text_columns"):
+        build_splits(spec, seed=0, labels_per_class=2, val_size=4)
+
+
+def test_unknown_label_names_label_and_fix(tmp_path, rows) -> None:
+    path = write_csv(tmp_path / "t.csv", rows + [("so-so film", "neutral")])
+    with pytest.raises(DataError, match=r"Label 'neutral'.*t\.csv.*column 'label'.*drop_labels"):
+        build_splits(spec_for(path), seed=0, labels_per_class=2, val_size=4)
+    splits = build_splits(spec_for(path, drop_labels=["neutral"]), seed=0, labels_per_class=2, val_size=4)
+    assert "so-so film" not in splits.pool.texts
+
+
+def test_class_with_too_few_examples(tmp_path) -> None:
+    rows = [(f"good {i}", "pos") for i in range(30)] + [(f"bad {i}", "neg") for i in range(5)]
+    with pytest.raises(DataError, match=r"Class 'neg' has only 5 examples.*needs 8 per class.*labels_per_class"):
+        build_splits(spec_for(write_csv(tmp_path / "t.csv", rows)), seed=0, labels_per_class=8, val_size=4)
+
+
+def test_datamodule_serves_labelled_and_pseudo_labels_only(tmp_path, rows) -> None:
+    splits = build_splits(spec_for(write_csv(tmp_path / "t.csv", rows)), seed=0, labels_per_class=4, val_size=20)
+    tokenizer = train_wordpiece_tokenizer([t for t, _ in rows], vocab_size=300)
+    dm = SelfTrainingDataModule(splits, tokenizer, max_length=32, batch_size=4)
+    dm.start_round(0)
+    assert len(dm.training_set()) == 8
+    positions = np.array([3, 7, 11])
+    fake = 1 - splits.pool.labels[positions]  # deliberately wrong: the module must serve these, not gold
+    dm.start_round(1, positions, fake)
+    train = dm.training_set()
+    assert len(train) == 11
+    served = [train[i] for i in range(len(train))]
+    assert [s["labels"] for s in served[8:]] == fake.tolist()
+    assert [s["index"] for s in served[8:]] == positions.tolist()
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["input_ids"].shape[1] == batch["attention_mask"].sum(1).max()  # padded to the batch, not max_length
+    first = dm.encoded["pool"]
+    dm.start_round(2, positions[:1], fake[:1])
+    assert dm.encoded["pool"] is first  # tokenized once, reused across rounds
+    with pytest.raises(ValueError, match="unique"):
+        dm.start_round(3, np.array([1, 1]), np.array([0, 0]))
+
+
+def test_prediction_batches_carry_indices(tmp_path, rows) -> None:
+    splits = build_splits(spec_for(write_csv(tmp_path / "t.csv", rows)), seed=0, labels_per_class=4, val_size=20)
+    dm = SelfTrainingDataModule(splits, train_wordpiece_tokenizer([t for t, _ in rows], 300), predict_batch_size=32)
+    dm.use_for_prediction("pool")
+    seen = np.concatenate([b["index"].numpy() for b in dm.predict_dataloader()])
+    assert sorted(seen.tolist()) == list(range(len(splits.pool)))
+    with pytest.raises(ValueError, match="Unknown split"):
+        dm.use_for_prediction("dev")
+    json.dumps(splits.sizes())
