@@ -3,7 +3,10 @@ goes to one more, ``rounds``, written by the main process only.
 
 Separate instances matter under ``ddp_fork``/``ddp_spawn``: training runs in child processes with copies of the
 loggers, so one instance shared by children and parent would write conflicting files.
-CSV: ``logs/<stage>/metrics.csv``. W&B: one run per stage named ``<name>/<stage>``, grouped by ``group``.
+CSV: ``logs/<stage>/metrics.csv``. W&B: ``wandb.init`` returns the active run to later instances in the same
+process, so a single-process run logs every stage into one W&B run (training curves against
+``trainer/global_step``, the round table under ``round/*``); under ``ddp_fork``/``ddp_spawn`` each fit's child
+process opens its own run in the same ``group``.
 """
 
 from __future__ import annotations
@@ -25,8 +28,5 @@ class LoggerFactory:
     def __call__(self, stage: str) -> list[Logger]:
         loggers = []
         for make in self.partials:
-            if make.func is WandbLogger:
-                loggers.append(make(name=f"{make.keywords.get('name', 'alpaca')}/{stage}"))
-            else:
-                loggers.append(make(version=stage))
+            loggers.append(make() if make.func is WandbLogger else make(version=stage))
         return loggers

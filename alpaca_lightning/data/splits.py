@@ -9,8 +9,9 @@ test       a source of its own, or a held-out part of the training source with a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -31,12 +32,12 @@ class TextSplit:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def subset(self, positions: Sequence[int]) -> "TextSplit":
+    def subset(self, positions: Sequence[int]) -> TextSplit:
         positions = np.asarray(positions, dtype=np.int64)
         return TextSplit([self.texts[i] for i in positions], self.labels[positions])
 
     @staticmethod
-    def concat(parts: list["TextSplit"]) -> "TextSplit":
+    def concat(parts: list[TextSplit]) -> TextSplit:
         return TextSplit([t for p in parts for t in p.texts], np.concatenate([p.labels for p in parts]))
 
 

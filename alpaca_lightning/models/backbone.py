@@ -8,8 +8,9 @@ tiny test model and a real pretrained model take the same path through the code.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, Protocol
+from typing import Protocol
 
 import torch
 import transformers

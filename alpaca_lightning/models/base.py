@@ -3,8 +3,9 @@ configuration, a non-finite-loss guard and saving in ``from_pretrained`` format 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytorch_lightning as pl
 import torch

@@ -1,8 +1,13 @@
-"""Self-supervised LightningModules on the task's own text: masked LM, and MLM + next-sentence prediction."""
+"""The self-supervised LightningModule on the task's own text: masked LM, optionally with next-sentence prediction.
+
+``next_sentence=false`` wraps ``AutoModelForMaskedLM`` (any MLM encoder); ``next_sentence=true`` wraps
+``BertForPreTraining`` (MLM + NSP, BERT family). Masking happens in the data collator.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from transformers import AutoConfig, AutoModelForMaskedLM, BertForPreTraining
@@ -12,51 +17,31 @@ from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.base import TransformerModule
 
 
-class _SelfSupervisedModule(TransformerModule):
+class SelfSupervisedModule(TransformerModule):
+    def __init__(
+        self,
+        model_path: str,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        weight_decay: float = 0.01,
+        next_sentence: bool = False,
+    ) -> None:
+        super().__init__(optimizer, scheduler, weight_decay)
+        quiet_libraries()
+        self.uses_next_sentence = next_sentence
+        if next_sentence:
+            model_type = AutoConfig.from_pretrained(model_path).model_type
+            if model_type != "bert":
+                raise AlpacaError(
+                    f"pretrain=mlm_nsp needs a BERT-family encoder (next-sentence head); '{model_path}' is "
+                    f"'{model_type}'. Use pretrain=mlm for this model."
+                )
+            self.model = BertForPreTraining.from_pretrained(model_path)
+        else:
+            self.model = AutoModelForMaskedLM.from_pretrained(model_path)
+        self.model.train()  # from_pretrained returns eval mode
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        out = self.model(**batch)
-        loss = self.check_finite(out.loss)
+        loss = self.check_finite(self.model(**batch).loss)
         self.log("pretrain/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
         return loss
-
-
-class MaskedLanguageModel(_SelfSupervisedModule):
-    """Masked language modelling (``AutoModelForMaskedLM``); masking happens in the data collator."""
-
-    uses_next_sentence = False
-
-    def __init__(
-        self,
-        model_path: str,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
-        weight_decay: float = 0.01,
-    ) -> None:
-        super().__init__(optimizer, scheduler, weight_decay)
-        quiet_libraries()
-        self.model = AutoModelForMaskedLM.from_pretrained(model_path)
-        self.model.train()
-
-
-class MaskedLMWithNextSentence(_SelfSupervisedModule):
-    """BERT pre-training objective: MLM + next-sentence prediction (``BertForPreTraining``)."""
-
-    uses_next_sentence = True
-
-    def __init__(
-        self,
-        model_path: str,
-        optimizer: Callable[..., torch.optim.Optimizer],
-        scheduler: Callable[..., Any] | None = None,
-        weight_decay: float = 0.01,
-    ) -> None:
-        super().__init__(optimizer, scheduler, weight_decay)
-        quiet_libraries()
-        model_type = AutoConfig.from_pretrained(model_path).model_type
-        if model_type != "bert":
-            raise AlpacaError(
-                f"pretrain=mlm_nsp needs a BERT-family encoder (next-sentence head); '{model_path}' is "
-                f"'{model_type}'. Use pretrain=mlm for this model."
-            )
-        self.model = BertForPreTraining.from_pretrained(model_path)
-        self.model.train()

@@ -7,9 +7,10 @@ then computed on the merged, unpadded predictions, so they are the same on 1 or 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl

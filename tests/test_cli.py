@@ -1,0 +1,51 @@
+"""The console entry point: --multirun sweeps, clear errors with a non-zero exit, offline W&B logging."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from alpaca_lightning.pipeline import run
+from tests.conftest import compose_config, tiny_overrides
+
+
+def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HYDRA_FULL_ERROR": "0"}
+    return subprocess.run(
+        [sys.executable, "-m", "alpaca_lightning.train", *args], cwd=cwd, capture_output=True, text=True,
+        timeout=900, env=env,
+    )
+
+
+def without_output_dir(overrides: list[str]) -> list[str]:
+    return [o for o in overrides if not o.startswith(("paths.output_dir", "hydra.run.dir"))]
+
+
+def test_multirun_over_two_seeds(synthetic_task, tmp_path) -> None:
+    overrides = without_output_dir(tiny_overrides(synthetic_task, tmp_path))
+    overrides += ["selftrain.max_rounds=1", f"hydra.sweep.dir={tmp_path}/sweep", "seed=0,1", "--multirun"]
+    done = cli(overrides, tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    results = [json.loads((tmp_path / "sweep" / str(job) / "results.json").read_text()) for job in (0, 1)]
+    assert [r["seed"] for r in results] == [0, 1]
+    assert all(r["rounds_run"] == 2 for r in results)
+
+
+def test_bad_input_exits_non_zero_with_the_fix(synthetic_task, tmp_path) -> None:
+    overrides = tiny_overrides(synthetic_task, tmp_path) + [f"task.sources.train.path={tmp_path}/missing.csv"]
+    done = cli(without_output_dir(overrides) + [f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    assert done.returncode != 0
+    assert f"Data file not found: {tmp_path}/missing.csv" in done.stderr
+    done = cli(["selftrain.max_roundz=2"], tmp_path)
+    assert done.returncode != 0 and "max_roundz" in done.stderr
+
+
+def test_wandb_logger_works_offline(synthetic_task, tmp_path) -> None:
+    overrides = tiny_overrides(synthetic_task, tmp_path) + ["logger=wandb", "selftrain.max_rounds=1"]
+    run(compose_config(overrides))  # conftest sets WANDB_MODE=offline and points W&B's folders at tmp_path
+    offline_runs = list((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1  # every stage of a single-process run logs into one W&B run
+    assert list(offline_runs[0].glob("*.wandb"))
