@@ -92,7 +92,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     records = loop.run()
     results = build_results(
         records, loop.stop_reason,
-        {"task": cfg.task.name, "seed": cfg.seed, "splits": splits.sizes(), "wall_time_s": round(time.time() - start, 1)},
+        {"task": cfg.task.name, "seed": cfg.seed, "monitor": cfg.selftrain.monitor, "splits": splits.sizes(),
+         "wall_time_s": round(time.time() - start, 1)},
     )
     results["best_model"] = str(loop.round_dir(results["best_round"]) / "model")
     if is_global_zero():

@@ -167,6 +167,7 @@ def build_splits(
     val_per_class: int | None = None,
     val_size: int | None = None,
     pool_size: int | None = None,
+    test_size: int | None = None,
 ) -> TaskSplits:
     train = load_source(spec, "train")
     if train is None:
@@ -180,6 +181,11 @@ def build_splits(
         held = np.sort(holdout_rng.choice(remaining, size=min(spec.test_holdout_size, len(remaining)), replace=False))
         test = train.subset(held)
         remaining = np.setdiff1d(remaining, held)
+
+    if test is not None and test_size is not None and len(test) > test_size:
+        # A fixed subset (same seed as the hold-out): cheaper scoring, identical for every run seed.
+        fixed = np.random.default_rng(spec.test_holdout_seed)
+        test = test.subset(np.sort(fixed.choice(len(test), size=test_size, replace=False)))
 
     rng = np.random.default_rng(seed)
     validation = load_source(spec, "validation")
@@ -197,14 +203,16 @@ def build_splits(
         validation = train.subset(val_pos)
         remaining = np.setdiff1d(remaining, val_pos)
 
-    if labels_per_class is None:  # full supervision: every remaining training example is labelled
+    if labels_per_class is None:  # full supervision: every remaining example is labelled (capped at pool_size)
         labelled_pos = remaining
+        if pool_size is not None and len(remaining) > pool_size:
+            labelled_pos = np.sort(rng.choice(remaining, size=pool_size, replace=False))
     else:
         labelled_pos = remaining[
             _sample_per_class(train.labels[remaining], labels_per_class, rng, spec.label_names, "the labelled set")
         ]
     labelled = train.subset(labelled_pos)
-    remaining = np.setdiff1d(remaining, labelled_pos)
+    remaining = np.setdiff1d(remaining, labelled_pos) if labels_per_class is not None else remaining[:0]
 
     pool_parts = [train.subset(remaining)]
     extra = load_source(spec, "unlabelled", require_labels=False)
