@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from alpaca_lightning.console import info, quiet_libraries
 from alpaca_lightning.data.splits import TaskSpec, TaskSplits, build_splits
 from alpaca_lightning.distributed import is_global_zero
-from alpaca_lightning.errors import DataError
+from alpaca_lightning.errors import AlpacaError, DataError
 from alpaca_lightning.loggers import LoggerFactory
 from alpaca_lightning.models.backbone import load_tokenizer
 from alpaca_lightning.pretrain import run_pretraining
@@ -46,7 +46,17 @@ def load_splits(cfg: DictConfig) -> TaskSplits:
     return splits
 
 
+def check_complete(cfg: DictConfig) -> None:
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise AlpacaError(
+            f"The config leaves {missing} unset (???). Set them on the command line, e.g. "
+            f"task.label_names=[neg,pos] task.sources.train.path=/data/train.csv"
+        )
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
+    check_complete(cfg)
     start = time.time()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     quiet_libraries()

@@ -5,10 +5,13 @@ Returns the optimized metric (``optimized_metric``, a validation score by defaul
 
 from __future__ import annotations
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
+from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.pipeline import run
 
 register_resolvers()
@@ -16,7 +19,12 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    results = run(cfg)
+    try:
+        results = run(cfg)
+    except AlpacaError as err:
+        # A problem the user can fix: the message names it and the fix; a traceback would only bury it.
+        print(f"alpaca-train: error: {err}", file=sys.stderr)
+        raise SystemExit(1) from None
     metric = cfg.get("optimized_metric")
     if not metric:
         return None

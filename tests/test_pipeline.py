@@ -131,3 +131,11 @@ def test_supervised_only_run_needs_no_pool(tmp_path) -> None:
     results = run(compose_config(overrides + ["split.labels_per_class=null", "selftrain.max_rounds=0"]))
     assert results["rounds_run"] == 1 and results["best_round"] == 0
     assert results["splits"]["labelled"] == 100 - 60  # everything but validation is labelled
+
+
+def test_unset_mandatory_values_are_listed(tmp_path) -> None:
+    from alpaca_lightning.errors import AlpacaError
+
+    cfg = compose_config(["task=files", "model=tiny_bert", f"paths.output_dir={tmp_path}"])
+    with pytest.raises(AlpacaError, match=r"\['task.label_names', 'task.sources.test.path', 'task.sources.train.path'\]"):
+        run(cfg)
