@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import time
@@ -93,7 +94,10 @@ def run_once(overrides: list[str], out: Path) -> dict[str, Any]:
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
     print(f"[benchmark] {out.name}", flush=True)
-    return run(cfg)
+    results = run(cfg)
+    for model_dir in out.glob("rounds/round_*/model"):  # ~90 MB each; the benchmark only needs the metrics
+        shutil.rmtree(model_dir)
+    return results
 
 
 def recipe_overrides(recipe: dict[str, Any]) -> list[str]:
