@@ -29,6 +29,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers  # noqa: E402
@@ -87,9 +88,13 @@ def overrides_for(dataset: str, k: int | None, seed: int, variant: Variant, out:
     ]
 
 
+REUSED: list[str] = []
+
+
 def run_once(overrides: list[str], out: Path) -> dict[str, Any]:
-    """One alpaca-train run in this process; a finished run folder is reused."""
+    """One alpaca-train run in this process; a finished run folder is reused (and counted in the report)."""
     if (out / "results.json").is_file():
+        REUSED.append(out.name)
         return json.loads((out / "results.json").read_text())
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides)
@@ -168,6 +173,7 @@ def benchmark(variant_name: str, out_root: Path, extra: list[str] = ()) -> dict[
             report["cells"].append(cell)
             write_report(report, variant, out_root)
     report["finished"] = time.strftime("%Y-%m-%d %H:%M")
+    report["runs_reused_from_earlier_invocations"] = sorted(set(REUSED))
     write_report(report, variant, out_root)
     return report
 
@@ -220,9 +226,10 @@ def plot(report: dict[str, Any], path: Path) -> None:
             ax.plot([r["round"] for r in seed_rounds], [100 * r["test/acc"] for r in seed_rounds], marker="o", alpha=0.7)
         ax.axhline(100 * statistics.mean(cell["full"]["test/acc"]), linestyle="--", color="gray", label="full sup.")
         ax.set_title(f"{cell['dataset']}, K={cell['K']}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("round (0 = supervised only)")
         ax.set_ylabel("test accuracy (%)")
-        ax.legend(loc="lower right", fontsize=8)
+        ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
