@@ -118,9 +118,13 @@ def fmt(values: list[float]) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
-def benchmark(variant_name: str, out_root: Path, extra: list[str] = ()) -> dict[str, Any]:
+def benchmark(
+    variant_name: str, out_root: Path, extra: list[str] = (), **narrow: list[Any] | None
+) -> dict[str, Any]:
+    """``narrow`` may replace the variant's ``datasets``, ``ks`` or ``seeds``."""
     variant = VARIANTS[variant_name]
-    variant = Variant(**{**variant.__dict__, "extra": list(extra)})
+    changes = {key: value for key, value in narrow.items() if value}
+    variant = Variant(**{**variant.__dict__, **changes, "extra": list(extra)})
     runs = out_root / "runs"
     report: dict[str, Any] = {"variant": variant_name, "started": time.strftime("%Y-%m-%d %H:%M"), "cells": []}
     for dataset in variant.datasets:
@@ -240,10 +244,13 @@ def main() -> None:
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="quick")
     parser.add_argument("--out", type=Path, default=None, help="default: experiments/results/benchmark_<variant>")
     parser.add_argument("--override", action="append", default=[], help="an alpaca-train override for every run")
+    parser.add_argument("--datasets", nargs="+", help="replace the variant's datasets")
+    parser.add_argument("--ks", nargs="+", type=int, help="replace the variant's labels per class")
+    parser.add_argument("--seeds", nargs="+", type=int, help="replace the variant's seeds")
     args = parser.parse_args()
     register_resolvers()
     out = args.out or REPO_ROOT / "experiments" / "results" / f"benchmark_{args.variant}"
-    report = benchmark(args.variant, out, args.override)
+    report = benchmark(args.variant, out, args.override, datasets=args.datasets, ks=args.ks, seeds=args.seeds)
     print((out / "results.md").read_text())
     print(f"report: {out}/results.md, plot: {out}/test_acc_per_round.png, started {report['started']}")
 

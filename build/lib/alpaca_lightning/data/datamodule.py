@@ -1,0 +1,201 @@
+"""The DataModule owns the data state of a self-training run.
+
+It tokenizes every split once, serves labelled ∪ current pseudo-labelled examples for training, and serves any
+split for prediction with each batch carrying dataset indices. ``start_round`` installs a new pseudo-label set at a
+round boundary. The pool's gold labels never reach a training batch: training labels come only from the labelled
+set and from the installed pseudo-labels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader, Dataset
+from transformers import PreTrainedTokenizerBase
+
+from alpaca_lightning.data.batching import Collator, GlobalBatchSampler, PredictionBatches
+from alpaca_lightning.data.splits import TaskSplits, TextSplit
+from alpaca_lightning.errors import DataError
+
+SPLITS = ("labelled", "pool", "validation", "test")
+
+
+@dataclass
+class EncodedSplit:
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(ids) for ids in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode(tokenizer: PreTrainedTokenizerBase, split: TextSplit, max_length: int) -> EncodedSplit:
+    if len(split) == 0:
+        return EncodedSplit([], None)
+    if isinstance(split.texts[0], tuple):
+        first, second = zip(*split.texts)
+        out = tokenizer(list(first), list(second), truncation=True, max_length=max_length)
+    else:
+        out = tokenizer(list(split.texts), truncation=True, max_length=max_length)
+    return EncodedSplit(out["input_ids"], out.get("token_type_ids"))
+
+
+class ExampleDataset(Dataset):
+    """Examples of one encoded split at ``positions``, with per-example ``fields`` (labels, weights, ...)."""
+
+    def __init__(self, encoded: EncodedSplit, positions: np.ndarray, fields: dict[str, np.ndarray] | None = None):
+        self.encoded = encoded
+        self.positions = np.asarray(positions, dtype=np.int64)
+        self.fields = fields or {}
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        pos = int(self.positions[i])
+        item: dict[str, Any] = {"index": pos, "input_ids": self.encoded.input_ids[pos]}
+        if self.encoded.token_type_ids is not None:
+            item["token_type_ids"] = self.encoded.token_type_ids[pos]
+        for key, values in self.fields.items():
+            item[key] = values[i]
+        return item
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.encoded.lengths[self.positions]
+
+
+class ConcatExamples(Dataset):
+    def __init__(self, parts: list[ExampleDataset]):
+        self.parts = [p for p in parts if len(p)]
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        part = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        return self.parts[part][i - int(self.offsets[part])]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.concatenate([p.lengths for p in self.parts])
+
+
+class SelfTrainingDataModule(pl.LightningDataModule):
+    def __init__(
+        self,
+        splits: TaskSplits,
+        tokenizer: PreTrainedTokenizerBase,
+        max_length: int = 128,
+        batch_size: int = 16,
+        predict_batch_size: int = 128,
+        group_by_length: bool = True,
+        num_workers: int = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.splits = splits
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.predict_batch_size = predict_batch_size
+        self.group_by_length = group_by_length
+        self.num_workers = num_workers
+        self.seed = seed
+        self.collator = Collator(tokenizer.pad_token_id)
+        self.encoded: dict[str, EncodedSplit] = {}
+        self.round_index = 0
+        self.pseudo_positions = np.zeros(0, dtype=np.int64)
+        self.pseudo_labels = np.zeros(0, dtype=np.int64)
+        self.pseudo_weights = np.zeros(0, dtype=np.float32)
+        self.predict_split = "pool"
+
+    # --- data state -------------------------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """Tokenize every split, once per run (later calls are free)."""
+        if self.encoded:
+            return
+        for name in SPLITS:
+            split = getattr(self.splits, name)
+            self.encoded[name] = encode(self.tokenizer, split if split is not None else TextSplit([], np.zeros(0)),
+                                        self.max_length)
+
+    def setup(self, stage: str | None = None) -> None:
+        self.prepare()
+
+    def start_round(
+        self,
+        round_index: int,
+        positions: np.ndarray | None = None,
+        labels: np.ndarray | None = None,
+        weights: np.ndarray | None = None,
+    ) -> None:
+        """Install the pseudo-label set of a round: pool ``positions`` with their ``labels`` (None: labelled only)."""
+        self.prepare()
+        positions = np.zeros(0, dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
+        labels = np.zeros(0, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
+        if len(positions) != len(labels):
+            raise ValueError("start_round needs one pseudo-label per pool position.")
+        if len(positions) and (positions.min() < 0 or positions.max() >= len(self.splits.pool)):
+            raise ValueError("pseudo-label positions fall outside the unlabelled pool.")
+        if len(np.unique(positions)) != len(positions):
+            raise ValueError("pseudo-label positions must be unique.")
+        self.round_index = round_index
+        self.pseudo_positions = positions
+        self.pseudo_labels = labels
+        self.pseudo_weights = (
+            np.ones(len(positions), dtype=np.float32) if weights is None else np.asarray(weights, dtype=np.float32)
+        )
+
+    def training_set(self) -> ConcatExamples:
+        self.prepare()
+        labelled = ExampleDataset(
+            self.encoded["labelled"],
+            np.arange(len(self.splits.labelled)),
+            {"labels": self.splits.labelled.labels, "weights": np.ones(len(self.splits.labelled), np.float32)},
+        )
+        pseudo = ExampleDataset(
+            self.encoded["pool"], self.pseudo_positions, {"labels": self.pseudo_labels, "weights": self.pseudo_weights}
+        )
+        return ConcatExamples([labelled, pseudo])
+
+    def prediction_set(self, split: str) -> ExampleDataset:
+        if split not in SPLITS:
+            raise ValueError(f"Unknown split '{split}'; choose from {SPLITS}.")
+        self.prepare()
+        return ExampleDataset(self.encoded[split], np.arange(len(self.encoded[split])))
+
+    def use_for_prediction(self, split: str) -> None:
+        """Choose the split that the next ``trainer.predict(datamodule=...)`` runs over."""
+        self.prediction_set(split)  # validates the name
+        self.predict_split = split
+
+    # --- Lightning hooks --------------------------------------------------------------------------------------
+    def _rank_and_world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.training_set()
+        if len(dataset) == 0:
+            raise DataError("The training set is empty: no labelled examples and no pseudo-labels.")
+        rank, world = self._rank_and_world()
+        sampler = GlobalBatchSampler(
+            dataset.lengths, self.batch_size, seed=self.seed + 1000 * self.round_index,
+            group_by_length=self.group_by_length, rank=rank, world_size=world,
+        )
+        return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.collator, num_workers=self.num_workers)
+
+    def predict_dataloader(self) -> DataLoader:
+        dataset = self.prediction_set(self.predict_split)
+        rank, world = self._rank_and_world()
+        batches = PredictionBatches(dataset.lengths, self.predict_batch_size, rank, world)
+        return DataLoader(dataset, batch_sampler=batches, collate_fn=self.collator, num_workers=self.num_workers)

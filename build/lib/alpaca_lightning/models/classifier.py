@@ -1,0 +1,100 @@
+"""The downstream sequence classifier (teachers and students of every round are this module).
+
+An encoder (``AutoModel``, from a backbone folder, a pretrain stage, a teacher or a hub name) with a pooled linear
+head. Mean pooling suits sentence-transformer encoders such as all-MiniLM-L6-v2, whose CLS pooler was never trained
+for classification; ``pooling: cls`` gives the classic BERT recipe. A saved classifier is an encoder folder that
+``from_pretrained`` loads, plus ``classifier_head.pt`` and ``classifier_head.json``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from transformers import AutoModel
+
+from alpaca_lightning.console import quiet_libraries
+from alpaca_lightning.errors import AlpacaError
+from alpaca_lightning.models.base import TransformerModule
+
+HEAD_WEIGHTS = "classifier_head.pt"
+HEAD_CONFIG = "classifier_head.json"
+POOLINGS = ("mean", "cls")
+
+
+class SequenceClassifier(TransformerModule):
+    """The loss of a batch is the weighted sum of per-example losses divided by the *nominal* per-device batch size
+    (global batch size / processes). DDP averages gradients over processes, so every step optimises the same
+    global objective on 1 or N processes; a full batch gives exactly the mean.
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        num_labels: int,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        weight_decay: float = 0.01,
+        global_batch_size: int = 16,
+        pooling: str = "mean",
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__(optimizer, scheduler, weight_decay)
+        if pooling not in POOLINGS:
+            raise AlpacaError(f"model.classifier.pooling must be one of {POOLINGS}, got '{pooling}'.")
+        quiet_libraries()
+        self.num_labels = num_labels
+        self.global_batch_size = global_batch_size
+        self.pooling = pooling
+        self.model = AutoModel.from_pretrained(model_path)
+        self.model.train()  # from_pretrained returns eval mode; Lightning switches modes per stage itself
+        if getattr(self.model, "pooler", None) is not None:
+            # The head pools hidden states itself; an unused pooler would also make DDP fail (parameters without
+            # gradients).
+            self.model.pooler = None
+        self.head = torch.nn.Sequential(
+            torch.nn.Dropout(dropout), torch.nn.Linear(self.model.config.hidden_size, num_labels)
+        )
+        self._load_head(Path(model_path))
+
+    def _load_head(self, folder: Path) -> None:
+        """A classifier folder (teacher, ``continue`` init) brings its head; an encoder folder gets a fresh one."""
+        if not (folder / HEAD_WEIGHTS).is_file():
+            return
+        saved = json.loads((folder / HEAD_CONFIG).read_text())
+        if saved["num_labels"] != self.num_labels:
+            raise AlpacaError(
+                f"The classifier in {folder} has {saved['num_labels']} labels but the task has {self.num_labels}."
+            )
+        self.head.load_state_dict(torch.load(folder / HEAD_WEIGHTS, map_location="cpu"))
+
+    def save_pretrained(self, folder: Path) -> None:
+        self.model.save_pretrained(folder)
+        torch.save(self.head.state_dict(), Path(folder) / HEAD_WEIGHTS)
+        (Path(folder) / HEAD_CONFIG).write_text(json.dumps({"num_labels": self.num_labels, "pooling": self.pooling}))
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        hidden = self.model(**inputs).last_hidden_state
+        if self.pooling == "cls":
+            pooled = hidden[:, 0]
+        else:
+            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.head(pooled)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch).float()
+        per_example = F.cross_entropy(logits, batch["labels"], reduction="none") * batch["weights"].float()
+        per_device = self.global_batch_size / self.trainer.world_size
+        loss = self.check_finite(per_example.sum() / per_device)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(per_example))
+        return loss
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        probs = torch.softmax(self(batch).float(), dim=-1)
+        return {"index": batch["index"], "probs": probs}

@@ -1,0 +1,50 @@
+"""Optimizer and learning-rate schedule shared by every LightningModule here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
+
+
+def parameter_groups(named_parameters: Iterable[tuple[str, torch.nn.Parameter]], weight_decay: float) -> list[dict]:
+    """The usual transformer split: no weight decay on biases and LayerNorm weights."""
+    decay, no_decay = [], []
+    for name, param in named_parameters:
+        if param.requires_grad:
+            (no_decay if name.endswith(NO_DECAY) else decay).append(param)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def linear_warmup_decay(optimizer: torch.optim.Optimizer, num_training_steps: int, warmup_ratio: float = 0.1) -> LambdaLR:
+    """Linear warm-up over ``warmup_ratio`` of the steps, then linear decay to zero."""
+    warmup = int(round(warmup_ratio * num_training_steps))
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (num_training_steps - step) / max(1, num_training_steps - warmup))
+
+    return LambdaLR(optimizer, factor)
+
+
+def constant(optimizer: torch.optim.Optimizer, num_training_steps: int) -> LambdaLR:
+    return LambdaLR(optimizer, lambda step: 1.0)
+
+
+def configure(
+    module: torch.nn.Module,
+    optimizer_factory: Callable[..., torch.optim.Optimizer],
+    scheduler_factory: Callable[..., LambdaLR] | None,
+    weight_decay: float,
+    num_training_steps: int,
+) -> dict:
+    """What ``LightningModule.configure_optimizers`` returns: a per-step schedule over the whole fit."""
+    optimizer = optimizer_factory(parameter_groups(module.named_parameters(), weight_decay))
+    if scheduler_factory is None:
+        return {"optimizer": optimizer}
+    scheduler = scheduler_factory(optimizer, num_training_steps=max(1, int(num_training_steps)))
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,47 @@
+"""The self-supervised LightningModule on the task's own text: masked LM, optionally with next-sentence prediction.
+
+``next_sentence=false`` wraps ``AutoModelForMaskedLM`` (any MLM encoder); ``next_sentence=true`` wraps
+``BertForPreTraining`` (MLM + NSP, BERT family). Masking happens in the data collator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForMaskedLM, BertForPreTraining
+
+from alpaca_lightning.console import quiet_libraries
+from alpaca_lightning.errors import AlpacaError
+from alpaca_lightning.models.base import TransformerModule
+
+
+class SelfSupervisedModule(TransformerModule):
+    def __init__(
+        self,
+        model_path: str,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        weight_decay: float = 0.01,
+        next_sentence: bool = False,
+    ) -> None:
+        super().__init__(optimizer, scheduler, weight_decay)
+        quiet_libraries()
+        self.uses_next_sentence = next_sentence
+        if next_sentence:
+            model_type = AutoConfig.from_pretrained(model_path).model_type
+            if model_type != "bert":
+                raise AlpacaError(
+                    f"pretrain=mlm_nsp needs a BERT-family encoder (next-sentence head); '{model_path}' is "
+                    f"'{model_type}'. Use pretrain=mlm for this model."
+                )
+            self.model = BertForPreTraining.from_pretrained(model_path)
+        else:
+            self.model = AutoModelForMaskedLM.from_pretrained(model_path)
+        self.model.train()  # from_pretrained returns eval mode
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.check_finite(self.model(**batch).loss)
+        self.log("pretrain/loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        return loss

@@ -1,0 +1,116 @@
+"""The one prediction path: pseudo-labelling, validation and test all run through ``predict_split``.
+
+Each process predicts its shard of a split (no padding duplicates) and writes it to its own file; after a barrier
+the shards are merged by dataset index and checked so that every example was predicted exactly once. Metrics are
+then computed on the merged, unpadded predictions, so they are the same on 1 or N processes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import BasePredictionWriter
+from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
+
+from alpaca_lightning.data.datamodule import SelfTrainingDataModule
+
+
+@dataclass
+class Predictions:
+    """Class probabilities for every example of a split, row i = dataset index i."""
+
+    probs: np.ndarray
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.probs.argmax(axis=1)
+
+    @property
+    def confidence(self) -> np.ndarray:
+        return self.probs.max(axis=1)
+
+    def __len__(self) -> int:
+        return len(self.probs)
+
+
+class ShardWriter(BasePredictionWriter):
+    """Collects this process's (index, probs) and writes them to ``rank{r}-of-{world}.pt`` at the end."""
+
+    def __init__(self, out_dir: Path) -> None:
+        super().__init__(write_interval="batch")
+        self.out_dir = Path(out_dir)
+        self._index: list[torch.Tensor] = []
+        self._probs: list[torch.Tensor] = []
+
+    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._index, self._probs = [], []
+
+    def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
+        self._index.append(prediction["index"].detach().cpu())
+        self._probs.append(prediction["probs"].detach().float().cpu())
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        index = torch.cat(self._index) if self._index else torch.zeros(0, dtype=torch.long)
+        probs = torch.cat(self._probs) if self._probs else torch.zeros(0, 0)
+        path = shard_path(self.out_dir, trainer.global_rank, trainer.world_size)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"index": index, "probs": probs}, tmp)
+        tmp.replace(path)
+        trainer.strategy.barrier("prediction shards written")
+
+
+def shard_path(out_dir: Path, rank: int, world_size: int) -> Path:
+    return Path(out_dir) / f"rank{rank}-of-{world_size}.pt"
+
+
+def merge_shards(out_dir: Path, world_size: int, expected_size: int) -> Predictions:
+    shards = [torch.load(shard_path(out_dir, r, world_size)) for r in range(world_size)]
+    index = torch.cat([s["index"] for s in shards]).numpy()
+    non_empty = [s["probs"] for s in shards if len(s["index"])]
+    probs = torch.cat(non_empty).numpy() if non_empty else np.zeros((0, 0), dtype=np.float32)
+    counts = np.bincount(index, minlength=expected_size) if len(index) else np.zeros(expected_size, dtype=int)
+    if len(counts) != expected_size or not (counts == 1).all():
+        bad = np.flatnonzero(counts != 1)[:10].tolist()
+        raise RuntimeError(
+            f"Prediction shards in {out_dir} do not cover each of the {expected_size} examples exactly once "
+            f"(first bad indices: {bad}). This is a bug in sharding; please report it."
+        )
+    merged = np.empty_like(probs)
+    merged[index] = probs
+    return Predictions(merged)
+
+
+def predict_split(
+    module: pl.LightningModule,
+    datamodule: SelfTrainingDataModule,
+    split: str,
+    make_trainer: Callable[..., pl.Trainer],
+    out_dir: Path,
+) -> Predictions:
+    datamodule.use_for_prediction(split)
+    expected = len(datamodule.prediction_set(split))
+    trainer = make_trainer(callbacks=[ShardWriter(out_dir)])
+    trainer.predict(module, datamodule=datamodule, return_predictions=False)
+    return merge_shards(out_dir, trainer.world_size, expected)
+
+
+def classification_metrics(predictions: Predictions, gold: np.ndarray, prefix: str) -> dict[str, Any]:
+    """Accuracy and macro-F1 (torchmetrics) on the examples whose gold label is known."""
+    known = gold >= 0
+    if not known.any():
+        return {}
+    num_classes = predictions.probs.shape[1]
+    preds = torch.as_tensor(predictions.labels[known])
+    target = torch.as_tensor(gold[known])
+    return {
+        f"{prefix}/acc": float(multiclass_accuracy(preds, target, num_classes, average="micro")),
+        f"{prefix}/f1_macro": float(multiclass_f1_score(preds, target, num_classes, average="macro")),
+        f"{prefix}/n": int(known.sum()),
+    }

@@ -1,0 +1,76 @@
+"""Run outputs a person reads: the per-round table (CSV, JSON), results.json and the one-screen summary."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from alpaca_lightning.artifacts import atomic_write_csv, atomic_write_json
+
+# record key -> short column header of the summary table (it must fit an 80-column terminal)
+ROUND_COLUMNS = {
+    "round": "round", "train_size": "train", "pseudo/count": "pseudo", "pseudo/acc": "pl_acc", "val/acc": "val_acc",
+    "val/f1_macro": "val_f1", "test/acc": "test_acc", "test/f1_macro": "test_f1", "wall_time_s": "secs",
+}
+
+
+def build_results(records: list[dict[str, Any]], stop_reason: str, extra: dict[str, Any]) -> dict[str, Any]:
+    best = next(r for r in records if r.get("best"))
+    base = records[0]
+    metric_keys = [k for k in base if k.startswith(("val/", "test/"))]
+    results = {
+        **extra,
+        "rounds_run": len(records),
+        "best_round": best["round"],
+        "stop_reason": stop_reason,
+        "supervised_only": {k: base[k] for k in metric_keys},
+        "best": {k: best.get(k) for k in metric_keys},
+        "gain": {k: best[k] - base[k] for k in metric_keys if k.endswith(("acc", "f1_macro"))},
+    }
+    return results
+
+
+def write_outputs(run_dir: Path, records: list[dict[str, Any]], results: dict[str, Any]) -> None:
+    run_dir = Path(run_dir)
+    atomic_write_csv(run_dir / "rounds.csv", pd.DataFrame(records))
+    atomic_write_json(run_dir / "rounds.json", records)
+    atomic_write_json(run_dir / "results.json", results)
+
+
+def _fmt(key: str, value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
+    if key.endswith(("acc", "f1_macro")):
+        return f"{100 * value:.1f}"
+    if isinstance(value, float):
+        return f"{value:.0f}"
+    return str(value)
+
+
+def print_summary(records: list[dict[str, Any]], results: dict[str, Any], run_dir: Path) -> None:
+    console = Console()
+    table = Table(
+        title=f"alpaca_lightning: {results.get('task', '')}, seed {results.get('seed')} (accuracy and F1 in %)",
+        box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False,
+    )
+    columns = [c for c in ROUND_COLUMNS if any(c in r for r in records)]
+    for column in columns:
+        table.add_column(ROUND_COLUMNS[column], justify="right", no_wrap=True, min_width=len(ROUND_COLUMNS[column]))
+    for record in records:
+        cells = [_fmt(c, record.get(c)) for c in columns]
+        cells[0] += "*" if record.get("best") else " "  # the best round (by validation)
+        table.add_row(*cells)
+    console.print(table)
+    if "test/acc" in results["supervised_only"]:
+        sup, best = results["supervised_only"]["test/acc"], results["best"]["test/acc"]
+        console.print(
+            f"test accuracy: supervised only (round 0) [bold]{100 * sup:.1f}%[/bold]  ->  best round "
+            f"{results['best_round']} [bold]{100 * best:.1f}%[/bold]  (gain {100 * (best - sup):+.1f} points)"
+        )
+    console.print(f"* best round on {results.get('monitor', 'validation')}; stopped: {results['stop_reason']}")
+    console.print(f"outputs: {run_dir}  (results.json, rounds.csv, rounds/round_*/)")

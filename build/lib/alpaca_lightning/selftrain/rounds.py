@@ -1,0 +1,195 @@
+"""The self-training rounds.
+
+round 0      a classifier trained on the labelled set only (the supervised-only baseline)
+round k ≥ 1  the teacher (best round so far) predicts the whole pool -> filters select pseudo-labels ->
+             the DataModule installs them -> a fresh student is fitted -> it is scored on validation (and test)
+stop         after ``max_rounds``, or after ``patience`` rounds without a better validation score
+
+Each round is a unit of work and of resume: its folder gets a COMPLETE marker as the last step, and a re-run in
+the same output folder skips completed rounds. Selection uses validation only; test scores are recorded per round
+for reporting.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from pytorch_lightning.loggers import Logger
+from transformers import PreTrainedTokenizerBase
+
+from alpaca_lightning.artifacts import atomic_directory, atomic_write_json, is_complete, mark_complete, read_json
+from alpaca_lightning.console import info
+from alpaca_lightning.data.datamodule import SelfTrainingDataModule
+from alpaca_lightning.distributed import barrier, is_global_zero
+from alpaca_lightning.models.classifier import SequenceClassifier
+from alpaca_lightning.selftrain.filters import PseudoLabelFilter
+from alpaca_lightning.selftrain.prediction import classification_metrics, predict_split
+from alpaca_lightning.selftrain.pseudo_labels import select_pseudo_labels
+from alpaca_lightning.trainer import TrainerFactory
+
+STUDENT_INITS = ("reset", "continue")
+
+
+@dataclass
+class RoundSettings:
+    max_rounds: int = 3
+    patience: int = 1
+    student_init: str = "reset"
+    supervised_epochs: int = 20
+    student_epochs: int = 3
+    monitor: str = "val/acc"
+    min_improvement: float = 0.0
+    keep_models: str = "best"
+
+    def __post_init__(self) -> None:
+        if self.student_init not in STUDENT_INITS:
+            raise ValueError(f"selftrain.student_init must be one of {STUDENT_INITS}, got '{self.student_init}'.")
+        if self.keep_models not in ("best", "all"):
+            raise ValueError(f"selftrain.keep_models must be 'best' or 'all', got '{self.keep_models}'.")
+
+
+class SelfTrainingLoop:
+    def __init__(
+        self,
+        datamodule: SelfTrainingDataModule,
+        make_classifier: Callable[[str], SequenceClassifier],
+        trainers: TrainerFactory,
+        filters: Sequence[PseudoLabelFilter],
+        settings: RoundSettings,
+        run_dir: Path,
+        backbone_path: str,
+        tokenizer: PreTrainedTokenizerBase,
+        seed: int,
+        round_loggers: Sequence[Logger] = (),
+    ) -> None:
+        self.dm = datamodule
+        self.make_classifier = make_classifier
+        self.trainers = trainers
+        self.filters = list(filters)
+        self.settings = settings
+        self.run_dir = Path(run_dir)
+        self.backbone_path = backbone_path
+        self.tokenizer = tokenizer
+        self.seed = seed
+        self.round_loggers = list(round_loggers)
+        self.label_names = datamodule.splits.label_names
+        self.stop_reason = ""
+
+    def round_dir(self, k: int) -> Path:
+        return self.run_dir / "rounds" / f"round_{k}"
+
+    def run(self) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = []
+        best: dict[str, Any] | None = None
+        stale = 0
+        for k in range(self.settings.max_rounds + 1):
+            teacher_dir = None if best is None else self.round_dir(best["round"]) / "model"
+            record = self._load_or_run(k, teacher_dir)
+            if record is None:
+                break
+            records.append(record)
+            if best is None or record[self.settings.monitor] > best[self.settings.monitor] + self.settings.min_improvement:
+                previous, best, stale = best, record, 0
+                if previous is not None:
+                    self._discard_model(previous["round"])
+            else:
+                stale += 1
+                self._discard_model(k)
+            if stale >= self.settings.patience and k < self.settings.max_rounds:
+                self.stop_reason = f"no validation improvement for {stale} round(s) (selftrain.patience)"
+                break
+        else:
+            self.stop_reason = self.stop_reason or f"reached selftrain.max_rounds={self.settings.max_rounds}"
+        for record in records:
+            record["best"] = record["round"] == best["round"]
+        return records
+
+    def _load_or_run(self, k: int, teacher_dir: Path | None) -> dict[str, Any] | None:
+        folder = self.round_dir(k)
+        if is_complete(folder):
+            info(f"round {k}: complete on disk, skipped (resume)")
+            return read_json(folder / "metrics.json")
+        start = time.time()
+        pl.seed_everything(self.seed + k, workers=True, verbose=False)
+        record: dict[str, Any] = {"round": k, "teacher_round": None}
+        if k == 0:
+            self.dm.start_round(0)
+            init_from = self.backbone_path
+        else:
+            teacher = self.make_classifier(str(teacher_dir))
+            pool_predictions = predict_split(teacher, self.dm, "pool", self.trainers.predict, folder / "predictions" / "pool")
+            selected = select_pseudo_labels(pool_predictions, self.filters, k, self.dm.splits.pool.labels)
+            record["teacher_round"] = int(teacher_dir.parent.name.split("_")[1])
+            record.update(selected.diagnostics(self.label_names))
+            record.update({f"teacher_{key}": v for key, v in classification_metrics(
+                pool_predictions, self.dm.splits.pool.labels, "pool").items()})
+            if is_global_zero():
+                selected.save(folder / "pseudo_labels.csv", self.label_names)
+            if len(selected) == 0:
+                self.stop_reason = (
+                    f"round {k}: no pool example passed the filters; loosen them (e.g. filters.confidence.threshold)"
+                )
+                return None
+            self.dm.start_round(k, selected.positions, selected.labels)
+            init_from = str(teacher_dir) if self.settings.student_init == "continue" else self.backbone_path
+        record["train_size"] = len(self.dm.training_set())
+        info(f"round {k}: training on {record['train_size']} examples (init: {init_from})")
+
+        # Re-seed right before the student exists: prediction may or may not have drawn from this process's RNG
+        # (it runs in child processes under ddp_fork/ddp_spawn), and the student must not depend on that.
+        pl.seed_everything(self.seed + k, workers=True, verbose=False)
+        student = self.make_classifier(init_from)
+        student.stage_name = f"round {k}"
+        epochs = self.settings.supervised_epochs if k == 0 else self.settings.student_epochs
+        self.trainers.fit(f"round_{k}", max_epochs=epochs).fit(student, datamodule=self.dm)
+        record.update(self._evaluate(student, folder))
+        record["wall_time_s"] = round(time.time() - start, 2)
+        self._commit(folder, student, record)
+        info(
+            f"round {k}: {self.settings.monitor}={record[self.settings.monitor]:.4f}"
+            + (f", pseudo-labels {record['pseudo/count']}" if k else "")
+        )
+        return record
+
+    def _evaluate(self, model: SequenceClassifier, folder: Path) -> dict[str, Any]:
+        metrics: dict[str, Any] = {}
+        for split in ("validation", "test"):
+            if len(self.dm.prediction_set(split)) == 0:
+                continue
+            predictions = predict_split(model, self.dm, split, self.trainers.predict, folder / "predictions" / split)
+            prefix = "val" if split == "validation" else "test"
+            metrics.update(classification_metrics(predictions, getattr(self.dm.splits, split).labels, prefix))
+        if self.settings.monitor not in metrics:
+            raise ValueError(
+                f"selftrain.monitor='{self.settings.monitor}' is not among the computed metrics {sorted(metrics)}."
+            )
+        return metrics
+
+    def _commit(self, folder: Path, student: SequenceClassifier, record: dict[str, Any]) -> None:
+        """Model first, then metrics, then the COMPLETE marker: a crash leaves no round that looks finished."""
+        if is_global_zero():
+            with atomic_directory(folder / "model") as tmp:
+                student.save_pretrained(tmp)
+                self.tokenizer.save_pretrained(tmp)
+            atomic_write_json(folder / "metrics.json", record)
+            mark_complete(folder)
+            numeric = {f"round/{key}": v for key, v in record.items() if isinstance(v, (int, float)) and v is not None}
+            for logger in self.round_loggers:
+                logger.log_metrics(numeric, step=record["round"])
+                logger.save()
+        barrier()
+
+    def _discard_model(self, k: int) -> None:
+        if self.settings.keep_models == "best" and is_global_zero():
+            shutil.rmtree(self.round_dir(k) / "model", ignore_errors=True)
+        barrier()
+
+
+def best_record(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return next(r for r in records if r.get("best"))
