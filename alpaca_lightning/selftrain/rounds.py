@@ -30,7 +30,7 @@ from alpaca_lightning.distributed import barrier, is_global_zero
 from alpaca_lightning.models.classifier import SequenceClassifier
 from alpaca_lightning.selftrain.filters import PseudoLabelFilter
 from alpaca_lightning.selftrain.prediction import classification_metrics, predict_split
-from alpaca_lightning.selftrain.pseudo_labels import select_pseudo_labels
+from alpaca_lightning.selftrain.pseudo_labels import PseudoLabelSet, select_pseudo_labels
 from alpaca_lightning.trainer import TrainerFactory
 
 STUDENT_INITS = ("reset", "continue")
@@ -122,15 +122,7 @@ class SelfTrainingLoop:
             self.dm.start_round(0)
             init_from = self.backbone_path
         else:
-            teacher = self.make_classifier(str(teacher_dir))
-            pool_predictions = predict_split(teacher, self.dm, "pool", self.trainers.predict, folder / "predictions" / "pool")
-            selected = select_pseudo_labels(pool_predictions, self.filters, k, self.dm.splits.pool.labels)
-            record["teacher_round"] = int(teacher_dir.parent.name.split("_")[1])
-            record.update(selected.diagnostics(self.label_names))
-            record.update({f"teacher_{key}": v for key, v in classification_metrics(
-                pool_predictions, self.dm.splits.pool.labels, "pool").items()})
-            if is_global_zero():
-                selected.save(folder / "pseudo_labels.csv", self.label_names)
+            selected = self._pseudo_label(k, teacher_dir, folder, record)
             if len(selected) == 0:
                 self.stop_reason = (
                     f"round {k}: no pool example passed the filters; loosen them (e.g. filters.confidence.threshold)"
@@ -156,6 +148,21 @@ class SelfTrainingLoop:
             + (f", pseudo-labels {record['pseudo/count']}" if k else "")
         )
         return record
+
+    def _pseudo_label(self, k: int, teacher_dir: Path, folder: Path, record: dict[str, Any]) -> PseudoLabelSet:
+        """The teacher predicts the whole pool; the filters select; the selection is saved and diagnosed."""
+        teacher = self.make_classifier(str(teacher_dir))
+        pool_predictions = predict_split(teacher, self.dm, "pool", self.trainers.predict, folder / "predictions" / "pool")
+        pool_gold = self.dm.splits.pool.labels  # diagnostics only: never reaches training
+        selected = select_pseudo_labels(pool_predictions, self.filters, k, pool_gold)
+        record["teacher_round"] = int(teacher_dir.parent.name.split("_")[1])
+        record.update(selected.diagnostics(self.label_names))
+        record.update(
+            {f"teacher_{key}": v for key, v in classification_metrics(pool_predictions, pool_gold, "pool").items()}
+        )
+        if is_global_zero():
+            selected.save(folder / "pseudo_labels.csv", self.label_names)
+        return selected
 
     def _evaluate(self, model: SequenceClassifier, folder: Path) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
