@@ -197,6 +197,3 @@ class SelfTrainingLoop:
             shutil.rmtree(self.round_dir(k) / "model", ignore_errors=True)
         barrier()
 
-
-def best_record(records: list[dict[str, Any]]) -> dict[str, Any]:
-    return next(r for r in records if r.get("best"))
