@@ -16,21 +16,26 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from alpaca_lightning.console import info, quiet_libraries
+from alpaca_lightning.data.datamodule import SelfTrainingDataModule
 from alpaca_lightning.data.splits import TaskSpec, TaskSplits, build_splits
 from alpaca_lightning.distributed import is_global_zero
 from alpaca_lightning.errors import AlpacaError, DataError
 from alpaca_lightning.loggers import LoggerFactory
 from alpaca_lightning.models.backbone import load_tokenizer
+from alpaca_lightning.models.classifier import SequenceClassifier
 from alpaca_lightning.pretrain import run_pretraining
 from alpaca_lightning.run_info import save_run_info
 from alpaca_lightning.selftrain.report import build_results, print_summary, write_outputs
 from alpaca_lightning.selftrain.rounds import RoundSettings, SelfTrainingLoop
+from alpaca_lightning.selftrain.run_report import write_run_plot, write_run_report
+from alpaca_lightning.selftrain.teachers import Teacher, TeacherContext
 from alpaca_lightning.trainer import TrainerFactory
 
 
 def task_spec(task_cfg: DictConfig) -> TaskSpec:
     fields = OmegaConf.to_container(task_cfg, resolve=True)
     fields.pop("sources")
+    fields.pop("prompt", None)  # read by the prompt teachers
     sources = {name: instantiate(src) for name, src in task_cfg.sources.items() if src is not None}
     return TaskSpec(sources=sources, **fields)
 
@@ -44,6 +49,13 @@ def load_splits(cfg: DictConfig) -> TaskSplits:
             f"or set selftrain.max_rounds=0 for supervised training only."
         )
     return splits
+
+
+def build_teachers(cfg: DictConfig) -> list[Teacher]:
+    teachers = [instantiate(t) for t in (cfg.teachers or {}).values()]
+    if not teachers and cfg.selftrain.max_rounds > 0:
+        raise AlpacaError("teachers=[] leaves no teacher to pseudo-label the pool; use teachers=[classifier] at least.")
+    return teachers
 
 
 def check_complete(cfg: DictConfig) -> None:
@@ -83,14 +95,32 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         )
 
     # Objects go in through a partial: Hydra would try to turn keyword arguments into config nodes.
-    datamodule = instantiate(cfg.data, _partial_=True)(splits=splits, tokenizer=tokenizer, seed=cfg.seed)
-    make_classifier = instantiate(
+    data_partial = instantiate(cfg.data, _partial_=True)
+
+    def make_datamodule(task_splits: TaskSplits) -> SelfTrainingDataModule:
+        return data_partial(splits=task_splits, tokenizer=tokenizer, seed=cfg.seed)
+
+    datamodule = make_datamodule(splits)
+    classifier_partial = instantiate(
         cfg.model.classifier, num_labels=len(splits.label_names), global_batch_size=cfg.data.batch_size
+    )
+
+    def make_classifier(path: str) -> SequenceClassifier:
+        return classifier_partial(model_path=path)
+
+    teacher_context = TeacherContext(
+        splits=splits, datamodule=datamodule, make_datamodule=make_datamodule, make_classifier=make_classifier,
+        trainers=trainers, tokenizer=tokenizer, backbone_path=backbone_path, run_dir=run_dir, seed=cfg.seed,
+        supervised_epochs=cfg.selftrain.supervised_epochs, global_batch_size=cfg.data.batch_size,
+        prompt=OmegaConf.to_container(cfg.task.prompt, resolve=True) if cfg.task.get("prompt") else None,
     )
     loop = SelfTrainingLoop(
         datamodule=datamodule,
-        make_classifier=lambda path: make_classifier(model_path=path),
+        make_classifier=make_classifier,
         trainers=trainers,
+        teachers=build_teachers(cfg),
+        fusion=instantiate(cfg.fusion),
+        teacher_context=teacher_context,
         filters=[instantiate(f) for f in (cfg.filters or {}).values()],
         settings=RoundSettings(**cfg.selftrain),
         run_dir=run_dir,
@@ -108,5 +138,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results["best_model"] = str(loop.round_dir(results["best_round"]) / "model")
     if is_global_zero():
         write_outputs(run_dir, records, results)
+        write_run_plot(run_dir, records)
+        write_run_report(run_dir, records, results, splits.label_names)
         print_summary(records, results, run_dir)
     return results

@@ -5,7 +5,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from alpaca_lightning.selftrain.filters import ClassBalancedTopK, ConfidenceThreshold, apply_filters
+from alpaca_lightning.selftrain.filters import (
+    ClassBalancedTopK,
+    ConfidenceThreshold,
+    Curriculum,
+    DistributionAlignment,
+    EntropyThreshold,
+    SelectionContext,
+    apply_filters,
+)
+
+
+def round_context(round_index: int = 1, classes: int = 3) -> SelectionContext:
+    return SelectionContext(round_index, np.full(classes, 1.0 / classes))
 
 
 def probs_for(labels: list[int], confidence: list[float], classes: int = 3) -> np.ndarray:
@@ -18,7 +30,7 @@ def probs_for(labels: list[int], confidence: list[float], classes: int = 3) -> n
 
 def test_confidence_threshold_keeps_confident_only() -> None:
     probs = probs_for([0, 1, 2, 0], [0.95, 0.5, 0.9, 0.89])
-    assert apply_filters([ConfidenceThreshold(0.9)], probs, 1).tolist() == [True, False, True, False]
+    assert apply_filters([ConfidenceThreshold(0.9)], probs, round_context()).tolist() == [True, False, True, False]
 
 
 def test_top_k_per_class_selects_exactly_k_when_available() -> None:
@@ -27,7 +39,7 @@ def test_top_k_per_class_selects_exactly_k_when_available() -> None:
     labels[:3] = [2, 2, 2]
     labels = [lab if lab != 2 or i < 3 else 0 for i, lab in enumerate(labels)]  # class 2 has only 3 members
     probs = probs_for(labels, rng.uniform(0.4, 1.0, size=200).tolist())
-    keep = apply_filters([ClassBalancedTopK(k=10)], probs, 1)
+    keep = apply_filters([ClassBalancedTopK(k=10)], probs, round_context())
     counts = np.bincount(probs.argmax(1)[keep], minlength=3)
     assert counts.tolist() == [10, 10, 3]
     for cls in range(2):  # and they are the most confident of their class
@@ -37,13 +49,13 @@ def test_top_k_per_class_selects_exactly_k_when_available() -> None:
 
 def test_top_percentile_per_class() -> None:
     probs = probs_for([0] * 50 + [1] * 10, np.linspace(0.5, 1.0, 60).tolist(), classes=2)
-    keep = apply_filters([ClassBalancedTopK(percentile=20)], probs, 1)
+    keep = apply_filters([ClassBalancedTopK(percentile=20)], probs, round_context())
     assert np.bincount(probs.argmax(1)[keep]).tolist() == [10, 2]
 
 
 def test_filters_compose_in_order() -> None:
     probs = probs_for([0, 0, 0, 1, 1], [0.99, 0.95, 0.6, 0.97, 0.7], classes=2)
-    keep = apply_filters([ConfidenceThreshold(0.9), ClassBalancedTopK(k=1)], probs, 1)
+    keep = apply_filters([ConfidenceThreshold(0.9), ClassBalancedTopK(k=1)], probs, round_context())
     assert np.flatnonzero(keep).tolist() == [0, 3]
 
 
@@ -52,3 +64,42 @@ def test_bad_filter_settings_are_named() -> None:
         ConfidenceThreshold(1.5)
     with pytest.raises(ValueError, match="exactly one of `k`"):
         ClassBalancedTopK(k=3, percentile=10)
+
+
+def test_entropy_threshold_looks_at_the_whole_distribution() -> None:
+    probs = np.array([[0.9, 0.05, 0.05], [0.48, 0.48, 0.04], [1 / 3, 1 / 3, 1 / 3], [0.98, 0.01, 0.01]])
+    keep = apply_filters([EntropyThreshold(max_entropy=0.5)], probs, round_context())
+    assert keep.tolist() == [True, False, False, True]
+    # the top-probability threshold cannot tell the two-way tie from a spread-out distribution
+    assert apply_filters([EntropyThreshold(max_entropy=1.0)], probs, round_context()).all()
+
+
+def test_curriculum_grows_the_selection_each_round() -> None:
+    rng = np.random.default_rng(1)
+    probs = probs_for(rng.integers(0, 3, size=300).tolist(), rng.uniform(0.4, 1.0, size=300).tolist())
+    curriculum = Curriculum(start=20, step=30, maximum=100)
+    sizes = [int(apply_filters([curriculum], probs, round_context(k)).sum()) for k in (1, 2, 3, 4)]
+    assert sizes[0] < sizes[1] < sizes[2] < sizes[3] == 300
+    first, second = (apply_filters([curriculum], probs, round_context(k)) for k in (1, 2))
+    assert not (first & ~second).any()  # each round's selection contains the previous one
+    counts = np.bincount(probs.argmax(1), minlength=3)
+    assert np.bincount(probs.argmax(1)[first], minlength=3).tolist() == np.ceil(counts * 0.2).astype(int).tolist()
+
+
+def test_distribution_alignment_moves_the_histogram_toward_the_prior() -> None:
+    rng = np.random.default_rng(2)
+    labels = [0] * 160 + [1] * 30 + [2] * 10  # a teacher drifting to class 0
+    probs = probs_for(labels, rng.uniform(0.5, 1.0, size=200).tolist())
+    prior = np.array([0.4, 0.3, 0.3])
+    keep = apply_filters([DistributionAlignment()], probs, SelectionContext(1, prior))
+    before = np.bincount(labels, minlength=3) / 200
+    after = np.bincount(probs.argmax(1)[keep], minlength=3) / keep.sum()
+    assert np.abs(after - prior).sum() < np.abs(before - prior).sum()
+    assert np.bincount(probs.argmax(1)[keep], minlength=3).tolist() == [80, 30, 10]  # class 0 capped at 0.4 * 200
+
+
+def test_filters_start_from_the_eligible_mask() -> None:
+    probs = probs_for([0, 0, 1, 1], [0.99, 0.95, 0.97, 0.7], classes=2)
+    eligible = np.array([False, True, True, True])
+    keep = apply_filters([ClassBalancedTopK(k=1)], probs, round_context(classes=2), keep=eligible)
+    assert np.flatnonzero(keep).tolist() == [1, 2]

@@ -116,6 +116,7 @@ class SelfTrainingDataModule(pl.LightningDataModule):
         self.pseudo_positions = np.zeros(0, dtype=np.int64)
         self.pseudo_labels = np.zeros(0, dtype=np.int64)
         self.pseudo_weights = np.zeros(0, dtype=np.float32)
+        self.pseudo_targets: np.ndarray | None = None
         self.predict_split = "pool"
 
     # --- data state -------------------------------------------------------------------------------------------
@@ -137,8 +138,10 @@ class SelfTrainingDataModule(pl.LightningDataModule):
         positions: np.ndarray | None = None,
         labels: np.ndarray | None = None,
         weights: np.ndarray | None = None,
+        targets: np.ndarray | None = None,
     ) -> None:
-        """Install the pseudo-label set of a round: pool ``positions`` with their ``labels`` (None: labelled only)."""
+        """Install the pseudo-label set of a round: pool ``positions`` with their ``labels`` (None: labelled only),
+        optional per-example loss ``weights`` and optional soft ``targets`` (one class distribution per example)."""
         self.prepare()
         positions = np.zeros(0, dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
         labels = np.zeros(0, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
@@ -148,23 +151,26 @@ class SelfTrainingDataModule(pl.LightningDataModule):
             raise ValueError("pseudo-label positions fall outside the unlabelled pool.")
         if len(np.unique(positions)) != len(positions):
             raise ValueError("pseudo-label positions must be unique.")
+        if targets is not None and targets.shape != (len(positions), len(self.splits.label_names)):
+            raise ValueError("soft targets need one class distribution per pseudo-label.")
         self.round_index = round_index
         self.pseudo_positions = positions
         self.pseudo_labels = labels
         self.pseudo_weights = (
             np.ones(len(positions), dtype=np.float32) if weights is None else np.asarray(weights, dtype=np.float32)
         )
+        self.pseudo_targets = None if targets is None else np.asarray(targets, dtype=np.float32)
 
     def training_set(self) -> ConcatExamples:
         self.prepare()
-        labelled = ExampleDataset(
-            self.encoded["labelled"],
-            np.arange(len(self.splits.labelled)),
-            {"labels": self.splits.labelled.labels, "weights": np.ones(len(self.splits.labelled), np.float32)},
-        )
-        pseudo = ExampleDataset(
-            self.encoded["pool"], self.pseudo_positions, {"labels": self.pseudo_labels, "weights": self.pseudo_weights}
-        )
+        gold = self.splits.labelled.labels
+        labelled_fields = {"labels": gold, "weights": np.ones(len(gold), np.float32)}
+        pseudo_fields = {"labels": self.pseudo_labels, "weights": self.pseudo_weights}
+        if self.pseudo_targets is not None:  # soft labels: the labelled examples' targets are one-hot
+            labelled_fields["targets"] = np.eye(len(self.splits.label_names), dtype=np.float32)[gold]
+            pseudo_fields["targets"] = self.pseudo_targets
+        labelled = ExampleDataset(self.encoded["labelled"], np.arange(len(gold)), labelled_fields)
+        pseudo = ExampleDataset(self.encoded["pool"], self.pseudo_positions, pseudo_fields)
         return ConcatExamples([labelled, pseudo])
 
     def prediction_set(self, split: str) -> ExampleDataset:

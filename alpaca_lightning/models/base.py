@@ -9,6 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+import torch.nn.functional as F
 
 from alpaca_lightning.errors import TrainingError
 from alpaca_lightning.models import optim
@@ -49,3 +50,45 @@ class TransformerModule(pl.LightningModule):
         """Write a folder that ``from_pretrained`` (and so the next stage) can load."""
         self.model.save_pretrained(folder)
 
+
+
+class ClassifierModule(TransformerModule):
+    """What every class-scoring module shares (the classifier, the cloze and the NSP teachers): a subclass gives
+    ``forward(batch) -> logits``; training and prediction are the same for all of them.
+
+    The loss of a batch is the weighted sum of per-example losses divided by the *nominal* per-device batch size
+    (global batch size / processes). DDP averages gradients over processes, so every step optimises the same global
+    objective on 1 or N processes; a full batch gives exactly the mean. A batch with ``targets`` (class
+    distributions: soft pseudo-labels) is trained by cross-entropy against them; otherwise against ``labels``.
+    """
+
+    def __init__(
+        self,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        weight_decay: float = 0.01,
+        global_batch_size: int = 16,
+    ) -> None:
+        super().__init__(optimizer, scheduler, weight_decay)
+        self.global_batch_size = global_batch_size
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        logits = self(batch).float()
+        if "targets" in batch:
+            per_example = -(batch["targets"].float() * torch.log_softmax(logits, dim=-1)).sum(-1)
+        else:
+            per_example = F.cross_entropy(logits, batch["labels"], reduction="none")
+        per_example = per_example * batch["weights"].float()
+        per_device = self.global_batch_size / self.trainer.world_size
+        loss = self.check_finite(per_example.sum() / per_device)
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(per_example))
+        return loss
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        probs = torch.softmax(self(batch).float(), dim=-1)
+        return {"index": batch["index"], "probs": probs}
+
+
+def encoder_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The keys a transformers encoder takes; batches also carry index, labels, weights, ..."""
+    return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}

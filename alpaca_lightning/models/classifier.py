@@ -14,23 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from transformers import AutoModel
 
 from alpaca_lightning.console import quiet_libraries
 from alpaca_lightning.errors import AlpacaError
-from alpaca_lightning.models.base import TransformerModule
+from alpaca_lightning.models.base import ClassifierModule, encoder_inputs
 
 HEAD_WEIGHTS = "classifier_head.pt"
 HEAD_CONFIG = "classifier_head.json"
 POOLINGS = ("mean", "cls")
 
 
-class SequenceClassifier(TransformerModule):
-    """The loss of a batch is the weighted sum of per-example losses divided by the *nominal* per-device batch size
-    (global batch size / processes). DDP averages gradients over processes, so every step optimises the same
-    global objective on 1 or N processes; a full batch gives exactly the mean.
-    """
+class SequenceClassifier(ClassifierModule):
 
     def __init__(
         self,
@@ -43,12 +38,11 @@ class SequenceClassifier(TransformerModule):
         pooling: str = "mean",
         dropout: float = 0.1,
     ) -> None:
-        super().__init__(optimizer, scheduler, weight_decay)
+        super().__init__(optimizer, scheduler, weight_decay, global_batch_size)
         if pooling not in POOLINGS:
             raise AlpacaError(f"model.classifier.pooling must be one of {POOLINGS}, got '{pooling}'.")
         quiet_libraries()
         self.num_labels = num_labels
-        self.global_batch_size = global_batch_size
         self.pooling = pooling
         self.model = AutoModel.from_pretrained(model_path)
         self.model.train()  # from_pretrained returns eval mode; Lightning switches modes per stage itself
@@ -78,23 +72,10 @@ class SequenceClassifier(TransformerModule):
         (Path(folder) / HEAD_CONFIG).write_text(json.dumps({"num_labels": self.num_labels, "pooling": self.pooling}))
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        hidden = self.model(**inputs).last_hidden_state
+        hidden = self.model(**encoder_inputs(batch)).last_hidden_state
         if self.pooling == "cls":
             pooled = hidden[:, 0]
         else:
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
         return self.head(pooled)
-
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(batch).float()
-        per_example = F.cross_entropy(logits, batch["labels"], reduction="none") * batch["weights"].float()
-        per_device = self.global_batch_size / self.trainer.world_size
-        loss = self.check_finite(per_example.sum() / per_device)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(per_example))
-        return loss
-
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
-        probs = torch.softmax(self(batch).float(), dim=-1)
-        return {"index": batch["index"], "probs": probs}

@@ -10,8 +10,27 @@ import numpy as np
 import pandas as pd
 
 from alpaca_lightning.artifacts import atomic_write_csv
-from alpaca_lightning.selftrain.filters import PseudoLabelFilter, apply_filters
-from alpaca_lightning.selftrain.prediction import Predictions
+from alpaca_lightning.selftrain.filters import PseudoLabelFilter, SelectionContext, apply_filters
+from alpaca_lightning.selftrain.fusion import Fused
+
+LABEL_KINDS = ("hard", "soft")
+
+
+@dataclass
+class LabelUse:
+    """How the student learns from pseudo-labels: ``hard`` (the argmax) or ``soft`` (the teacher's distribution,
+    sharpened when ``temperature`` < 1 and flattened when > 1, i.e. distillation), optionally weighting each
+    example's loss by the teacher's confidence."""
+
+    kind: str = "hard"
+    temperature: float = 1.0
+    weight_by_confidence: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in LABEL_KINDS:
+            raise ValueError(f"selftrain.labels must be one of {LABEL_KINDS}, got '{self.kind}'.")
+        if self.temperature <= 0:
+            raise ValueError(f"selftrain.temperature must be > 0, got {self.temperature}.")
 
 
 @dataclass
@@ -55,10 +74,21 @@ class PseudoLabelSet:
     def save(self, path: Path, label_names: list[str]) -> None:
         atomic_write_csv(path, self.to_frame(label_names))
 
+    def training_fields(self, use: LabelUse) -> dict[str, np.ndarray | None]:
+        """Keyword arguments for ``SelfTrainingDataModule.start_round``: labels, weights and soft targets."""
+        targets = None
+        if use.kind == "soft":
+            tempered = np.power(np.clip(self.probs, 1e-12, 1.0), 1.0 / use.temperature)
+            targets = tempered / tempered.sum(axis=1, keepdims=True)
+        weights = self.confidence if use.weight_by_confidence else np.ones(len(self))
+        return {"positions": self.positions, "labels": self.labels, "weights": weights, "targets": targets}
+
 
 def select_pseudo_labels(
-    teacher: Predictions, filters: list[PseudoLabelFilter], round_index: int, pool_gold: np.ndarray
+    teacher: Fused, filters: list[PseudoLabelFilter], context: SelectionContext, pool_gold: np.ndarray
 ) -> PseudoLabelSet:
-    keep = apply_filters(filters, teacher.probs, round_index)
+    """Apply the filters to the (fused) teacher, starting from the examples the fusion left eligible."""
+    keep = apply_filters(filters, teacher.probs, context, keep=teacher.eligible)
     positions = np.flatnonzero(keep)
-    return PseudoLabelSet(positions, teacher.labels[positions], teacher.probs[positions], pool_gold[positions])
+    probs = teacher.probs[positions]
+    return PseudoLabelSet(positions, probs.argmax(axis=1), probs, pool_gold[positions])

@@ -1,8 +1,9 @@
 """The self-training rounds.
 
 round 0      a classifier trained on the labelled set only (the supervised-only baseline)
-round k ≥ 1  the teacher (best round so far) predicts the whole pool -> filters select pseudo-labels ->
-             the DataModule installs them -> a fresh student is fitted -> it is scored on validation (and test)
+round k ≥ 1  the teachers (the best round's model, prompt teachers) predict the whole pool and validation ->
+             their labels are fused -> filters select pseudo-labels -> the DataModule installs them (hard or soft)
+             -> a fresh student is fitted -> it is scored on validation (and test)
 stop         after ``max_rounds``, or after ``patience`` rounds without a better validation score
 
 Each round is a unit of work and of resume: its folder gets a COMPLETE marker as the last step, and a re-run in
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 from pytorch_lightning.loggers import Logger
 from transformers import PreTrainedTokenizerBase
@@ -28,9 +30,13 @@ from alpaca_lightning.console import info
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
 from alpaca_lightning.distributed import barrier, is_global_zero
 from alpaca_lightning.models.classifier import SequenceClassifier
-from alpaca_lightning.selftrain.filters import PseudoLabelFilter
-from alpaca_lightning.selftrain.prediction import classification_metrics, predict_split
-from alpaca_lightning.selftrain.pseudo_labels import PseudoLabelSet, select_pseudo_labels
+from alpaca_lightning.selftrain.diagnostics import round_diagnostics
+from alpaca_lightning.selftrain.filters import PseudoLabelFilter, SelectionContext
+from alpaca_lightning.selftrain.fusion import Fusion, TeacherOutput
+from alpaca_lightning.selftrain.prediction import Predictions, classification_metrics, predict_split
+from alpaca_lightning.selftrain.pseudo_labels import LabelUse, PseudoLabelSet, select_pseudo_labels
+from alpaca_lightning.selftrain.run_report import ROUND_FIGURES, write_round_plots
+from alpaca_lightning.selftrain.teachers import Teacher, TeacherContext
 from alpaca_lightning.trainer import TrainerFactory
 
 STUDENT_INITS = ("reset", "continue")
@@ -46,8 +52,16 @@ class RoundSettings:
     monitor: str = "val/acc"
     min_improvement: float = 0.0
     keep_models: str = "best"
+    labels: str = "hard"
+    temperature: float = 1.0
+    weight_by_confidence: bool = False
+
+    @property
+    def label_use(self) -> LabelUse:
+        return LabelUse(self.labels, self.temperature, self.weight_by_confidence)
 
     def __post_init__(self) -> None:
+        _ = self.label_use  # validates the label options before any training
         if self.student_init not in STUDENT_INITS:
             raise ValueError(f"selftrain.student_init must be one of {STUDENT_INITS}, got '{self.student_init}'.")
         if self.keep_models not in ("best", "all"):
@@ -60,6 +74,9 @@ class SelfTrainingLoop:
         datamodule: SelfTrainingDataModule,
         make_classifier: Callable[[str], SequenceClassifier],
         trainers: TrainerFactory,
+        teachers: Sequence[Teacher],
+        fusion: Fusion,
+        teacher_context: TeacherContext,
         filters: Sequence[PseudoLabelFilter],
         settings: RoundSettings,
         run_dir: Path,
@@ -71,6 +88,9 @@ class SelfTrainingLoop:
         self.dm = datamodule
         self.make_classifier = make_classifier
         self.trainers = trainers
+        self.teachers = list(teachers)
+        self.fusion = fusion
+        self.teacher_context = teacher_context
         self.filters = list(filters)
         self.settings = settings
         self.run_dir = Path(run_dir)
@@ -128,7 +148,7 @@ class SelfTrainingLoop:
                     f"round {k}: no pool example passed the filters; loosen them (e.g. filters.confidence.threshold)"
                 )
                 return None
-            self.dm.start_round(k, selected.positions, selected.labels)
+            self.dm.start_round(k, **selected.training_fields(self.settings.label_use))
             init_from = str(teacher_dir) if self.settings.student_init == "continue" else self.backbone_path
         record["train_size"] = len(self.dm.training_set())
         info(f"round {k}: training on {record['train_size']} examples (init: {init_from})")
@@ -150,19 +170,50 @@ class SelfTrainingLoop:
         return record
 
     def _pseudo_label(self, k: int, teacher_dir: Path, folder: Path, record: dict[str, Any]) -> PseudoLabelSet:
-        """The teacher predicts the whole pool; the filters select; the selection is saved and diagnosed."""
-        teacher = self.make_classifier(str(teacher_dir))
-        pool_predictions = predict_split(teacher, self.dm, "pool", self.trainers.predict, folder / "predictions" / "pool")
+        """Teachers predict pool and validation, fusion combines them, filters select; all of it is diagnosed."""
+        outputs = self._teacher_outputs(teacher_dir, folder, record)
+        fused_pool = self.fusion([o["pool"] for o in outputs])
+        fused_val = self.fusion([o["validation"] for o in outputs])
         pool_gold = self.dm.splits.pool.labels  # diagnostics only: never reaches training
-        selected = select_pseudo_labels(pool_predictions, self.filters, k, pool_gold)
+        context = SelectionContext(round_index=k, class_prior=self.class_prior())
+        selected = select_pseudo_labels(fused_pool, self.filters, context, pool_gold)
         record["teacher_round"] = int(teacher_dir.parent.name.split("_")[1])
         record.update(selected.diagnostics(self.label_names))
-        record.update(
-            {f"teacher_{key}": v for key, v in classification_metrics(pool_predictions, pool_gold, "pool").items()}
-        )
+        record.update(prefixed("teacher", classification_metrics(Predictions(fused_pool.probs), pool_gold, "pool")))
+        record.update(prefixed("teacher", classification_metrics(Predictions(fused_val.probs), self.val_gold, "val")))
+        record["pseudo/eligible"] = int(fused_pool.eligible.sum())
+        diagnostics = round_diagnostics(selected.labels, selected.gold, fused_val.probs, self.val_gold, self.label_names)
+        record.update({key: none_if_nan(value) for key, value in diagnostics.items()})
         if is_global_zero():
             selected.save(folder / "pseudo_labels.csv", self.label_names)
+            prior = dict(zip(self.label_names, context.class_prior.tolist()))
+            write_round_plots(folder, self.label_names, selected.labels, selected.gold, fused_val.probs, self.val_gold,
+                              prior, k)
         return selected
+
+    def _teacher_outputs(self, teacher_dir: Path, folder: Path, record: dict[str, Any]) -> list[dict[str, TeacherOutput]]:
+        """Each teacher's pool and validation probabilities, tagged with its validation accuracy."""
+        outputs = []
+        for teacher in self.teachers:
+            predictions = teacher.predict(self.teacher_context, teacher_dir, folder / "predictions" / "teachers")
+            val = classification_metrics(predictions["validation"], self.val_gold, "val")
+            record.update(prefixed(f"teacher_{teacher.name}", val))
+            record.update(
+                prefixed(f"teacher_{teacher.name}",
+                         classification_metrics(predictions["pool"], self.dm.splits.pool.labels, "pool"))
+            )
+            outputs.append(
+                {split: TeacherOutput(teacher.name, p.probs, val.get("val/acc")) for split, p in predictions.items()}
+            )
+        return outputs
+
+    @property
+    def val_gold(self) -> np.ndarray:
+        return self.dm.splits.validation.labels
+
+    def class_prior(self) -> np.ndarray:
+        counts = np.bincount(self.dm.splits.labelled.labels, minlength=len(self.label_names)).astype(float)
+        return counts / counts.sum()
 
     def _evaluate(self, model: SequenceClassifier, folder: Path) -> dict[str, Any]:
         metrics: dict[str, Any] = {}
@@ -187,8 +238,12 @@ class SelfTrainingLoop:
             atomic_write_json(folder / "metrics.json", record)
             mark_complete(folder)
             numeric = {f"round/{key}": v for key, v in record.items() if isinstance(v, (int, float)) and v is not None}
+            figures = [folder / name for name in ROUND_FIGURES if (folder / name).is_file()]
             for logger in self.round_loggers:
                 logger.log_metrics(numeric, step=record["round"])
+                if figures and hasattr(logger, "log_image"):  # W&B shows the round's plots beside its metrics
+                    logger.log_image("round/figures", [str(f) for f in figures], step=record["round"],
+                                     caption=[ROUND_FIGURES[f.name] for f in figures])
                 logger.save()
         barrier()
 
@@ -197,3 +252,13 @@ class SelfTrainingLoop:
             shutil.rmtree(self.round_dir(k) / "model", ignore_errors=True)
         barrier()
 
+
+
+def prefixed(prefix: str, metrics: dict[str, Any]) -> dict[str, Any]:
+    """{"val/acc": x} -> {"teacher/val_acc": x}: one namespace per teacher in the round records and loggers."""
+    return {f"{prefix}/{key.replace('/', '_')}": value for key, value in metrics.items()}
+
+
+def none_if_nan(value: Any) -> Any:
+    """JSON has no NaN: an undefined metric (e.g. precision of a class that got no pseudo-label) is stored as null."""
+    return None if isinstance(value, float) and value != value else value
