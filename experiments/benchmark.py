@@ -2,6 +2,7 @@
 
     python experiments/benchmark.py --variant quick   # 1 seed, K=8, small pools: about 15-20 minutes on 2 CPU cores
     python experiments/benchmark.py --variant full    # 3 seeds, K=8 and 32: hours on 2 CPU cores; run it in the background
+    python experiments/benchmark.py --variant full --jobs 12 --hardware gpu   # 12 runs at a time on one GPU
 
 Reads the datasets from paths.data_dir (ALPACA_DATA_DIR, default ../shared/data). Writes, under
 experiments/results/benchmark_<variant>/: runs/ (one alpaca-train run folder per configuration; finished runs are
@@ -11,29 +12,34 @@ Protocol: K labels per class and a validation set of K per class, both drawn fro
 of the pool (capped) is unlabelled, its gold labels used only for diagnostics. The supervised baseline's learning
 rate and epochs are chosen on mean validation accuracy over seeds, never on test; the self-training row uses the
 chosen recipe for its round 0 and the default pseudo-label rounds after it.
+
+Two phases, each run as one batch on --jobs worker processes: 1. every supervised recipe on every dataset, K and
+seed; 2. (with each cell's chosen recipe) self-training on every seed, and full supervision on one seed, with the
+learning rate chosen for the dataset's first K. The command exits with status 1 if any run failed.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
-from alpaca_lightning.assets import REPO_ROOT, register_resolvers  # noqa: E402
-from alpaca_lightning.pipeline import run  # noqa: E402
+if __package__ in (None, ""):  # run as `python experiments/benchmark.py`: make the `experiments` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from alpaca_lightning.assets import REPO_ROOT, register_resolvers
+from experiments.runner import Job, Outcome, RunPool, add_common_flags, common_overrides, device_name, failure_report
 
 MAX_LENGTH = {"sst2": 64, "trec6": 64, "agnews": 128}
 
@@ -48,30 +54,47 @@ class Variant:
     full_supervision_size: int
     grid: list[dict[str, Any]]  # supervised recipes tried, chosen on validation
     selftrain: list[str] = field(default_factory=list)  # overrides of the self-training rounds
-    extra: list[str] = field(default_factory=list)  # overrides for every run (--override)
+    extra: list[str] = field(default_factory=list)  # overrides for every run (--hardware, --override)
 
 
 VARIANTS = {
     "quick": Variant(
-        datasets=["sst2", "agnews", "trec6"], ks=[8], seeds=[0], pool_size=500, test_size=1000,
+        datasets=["sst2", "agnews", "trec6"],
+        ks=[8],
+        seeds=[0],
+        pool_size=500,
+        test_size=1000,
         full_supervision_size=1000,
         grid=[{"lr": 1e-4, "epochs": 20}, {"lr": 2e-4, "epochs": 20}],
-        selftrain=["selftrain.max_rounds=2", "filters.class_balanced.k=100"],
+        selftrain=["selftrain.max_rounds=2"],
     ),
     # The same code path in seconds, for the test suite (with --override model=tiny_bert).
     "smoke": Variant(
-        datasets=["trec6"], ks=[8], seeds=[0], pool_size=120, test_size=100, full_supervision_size=200,
-        grid=[{"lr": 3e-3, "epochs": 4}], selftrain=["selftrain.max_rounds=1", "filters.class_balanced.k=10"],
+        datasets=["trec6"],
+        ks=[8],
+        seeds=[0],
+        pool_size=120,
+        test_size=100,
+        full_supervision_size=200,
+        grid=[{"lr": 3e-3, "epochs": 4}],
+        selftrain=["selftrain.max_rounds=1"],
     ),
     "full": Variant(
-        datasets=["sst2", "agnews", "trec6"], ks=[8, 32], seeds=[0, 1, 2], pool_size=2000, test_size=2000,
+        datasets=["sst2", "agnews", "trec6"],
+        ks=[8, 32],
+        seeds=[0, 1, 2],
+        pool_size=2000,
+        test_size=2000,
         full_supervision_size=5000,
         grid=[{"lr": lr, "epochs": ep} for lr in (5e-5, 1e-4, 2e-4) for ep in (10, 30)],
     ),
 }
 
+FULL_EPOCHS = 2
 
-def overrides_for(dataset: str, k: int | None, seed: int, variant: Variant, out: Path) -> list[str]:
+
+def overrides_for(dataset: str, k: int | None, seed: int, variant: Variant) -> list[str]:
+    """The split and data settings of one run; ``k=None`` is full supervision on the capped pool."""
     per_class = "null" if k is None else str(k)
     return variant.extra + [
         f"task={dataset}",
@@ -84,25 +107,7 @@ def overrides_for(dataset: str, k: int | None, seed: int, variant: Variant, out:
         f"data.max_length={MAX_LENGTH[dataset]}",
         "logger=none",
         "trainer.enable_progress_bar=false",
-        f"paths.output_dir={out}",
     ]
-
-
-REUSED: list[str] = []
-
-
-def run_once(overrides: list[str], out: Path) -> dict[str, Any]:
-    """One alpaca-train run in this process; a finished run folder is reused (and counted in the report)."""
-    if (out / "results.json").is_file():
-        REUSED.append(out.name)
-        return json.loads((out / "results.json").read_text())
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
-    print(f"[benchmark] {out.name}", flush=True)
-    results = run(cfg)
-    for model_dir in out.glob("rounds/round_*/model"):  # ~90 MB each; the benchmark only needs the metrics
-        shutil.rmtree(model_dir)
-    return results
 
 
 def recipe_overrides(recipe: dict[str, Any]) -> list[str]:
@@ -114,77 +119,141 @@ def mean_std(values: list[float]) -> tuple[float, float]:
 
 
 def fmt(values: list[float]) -> str:
+    if not values:
+        return "failed"
     mean, std = mean_std(values)
     return f"{100 * mean:.1f} ± {100 * std:.1f}"
 
 
+# --- the two phases ------------------------------------------------------------------------------------------------
+
+
+def supervised_job(dataset: str, k: int, i: int, seed: int, variant: Variant, runs: Path) -> Job:
+    overrides = (
+        overrides_for(dataset, k, seed, variant) + recipe_overrides(variant.grid[i]) + ["selftrain.max_rounds=0"]
+    )
+    return Job(overrides, runs / f"{dataset}_K{k}_sup{i}_s{seed}")
+
+
+def selftrain_job(dataset: str, k: int, seed: int, recipe: dict[str, Any], variant: Variant, runs: Path) -> Job:
+    overrides = overrides_for(dataset, k, seed, variant) + recipe_overrides(recipe) + variant.selftrain
+    return Job(overrides, runs / f"{dataset}_K{k}_selftrain_s{seed}")
+
+
+def full_job(dataset: str, lr: float, seed: int, variant: Variant, runs: Path) -> Job:
+    recipe = {"lr": lr, "epochs": FULL_EPOCHS}
+    overrides = overrides_for(dataset, None, seed, variant) + recipe_overrides(recipe) + ["selftrain.max_rounds=0"]
+    return Job(overrides, runs / f"{dataset}_full_s{seed}")
+
+
+def choose_recipe(cell: dict[str, Any], variant: Variant, done: dict[str, Outcome], runs: Path) -> None:
+    """Picks the cell's supervised recipe on mean validation accuracy over seeds (recipes with a failed seed drop out)."""
+    tried = []
+    for i, recipe in enumerate(variant.grid):
+        outcomes = [done[supervised_job(cell["dataset"], cell["K"], i, s, variant, runs).name] for s in variant.seeds]
+        if all(o.ok for o in outcomes):
+            results = [o.results for o in outcomes]
+            tried.append((statistics.mean(r["best"]["val/acc"] for r in results), recipe, results))
+    cell["grid"] = [{"recipe": r, "val/acc": v} for v, r, _ in tried]
+    cell["recipe"] = None
+    if tried:
+        _, cell["recipe"], sup = max(tried, key=lambda t: t[0])
+        cell["supervised"] = metrics(sup)
+
+
+def metrics(results: list[dict[str, Any]]) -> dict[str, list[float]]:
+    """Test metrics of the best round of each run, from its results.json."""
+    return {key: [r["best"][key] for r in results] for key in ("test/acc", "test/f1_macro")}
+
+
+def read_rounds(outcome: Outcome) -> list[dict[str, Any]]:
+    """The run's per-round records (round 0 = supervised only)."""
+    return json.loads((outcome.job.out_dir / "rounds.json").read_text())
+
+
+def fill_selftrain(cell: dict[str, Any], outcomes: list[Outcome]) -> None:
+    ok = [o for o in outcomes if o.ok]  # failed seeds are listed in the report's failures
+    cell["selftrain"] = {
+        **metrics([o.results for o in ok]),
+        "best_round": [o.results["best_round"] for o in ok],
+        "wall_time_s": [o.results["wall_time_s"] for o in ok],
+        "rounds": [read_rounds(o) for o in ok],
+    }
+
+
+def fill_full(cell: dict[str, Any], outcomes: list[Outcome]) -> None:
+    ok = [o for o in outcomes if o.ok]
+    cell["full"] = {**metrics([o.results for o in ok]), "labelled": ok[0].results["splits"]["labelled"] if ok else None}
+
+
 def benchmark(
-    variant_name: str, out_root: Path, extra: list[str] = (), **narrow: list[Any] | None
+    variant_name: str,
+    out_root: Path,
+    extra: list[str] | tuple[str, ...] = (),
+    *,
+    jobs: int = 1,
+    hardware: str | None = None,
+    datasets: list[str] | None = None,
+    ks: list[int] | None = None,
+    seeds: list[int] | None = None,
 ) -> dict[str, Any]:
-    """``narrow`` may replace the variant's ``datasets``, ``ks`` or ``seeds``."""
-    variant = VARIANTS[variant_name]
-    changes = {key: value for key, value in narrow.items() if value}
-    variant = Variant(**{**variant.__dict__, **changes, "extra": list(extra)})
+    """Runs the variant (its datasets, ks and seeds replaced where given) and writes the report under out_root."""
+    changes = {key: value for key, value in {"datasets": datasets, "ks": ks, "seeds": seeds}.items() if value}
+    variant = replace(VARIANTS[variant_name], **changes, extra=common_overrides(hardware, extra))
     runs = out_root / "runs"
-    report: dict[str, Any] = {"variant": variant_name, "started": time.strftime("%Y-%m-%d %H:%M"), "cells": []}
-    for dataset in variant.datasets:
-        for k in variant.ks:
-            cell: dict[str, Any] = {"dataset": dataset, "K": k}
-            # 1. supervised only: each recipe on every seed; choose on mean validation accuracy
-            tried = []
-            for i, recipe in enumerate(variant.grid):
-                results = [
-                    run_once(
-                        overrides_for(dataset, k, s, variant, runs / f"{dataset}_K{k}_sup{i}_s{s}")
-                        + recipe_overrides(recipe) + ["selftrain.max_rounds=0"],
-                        runs / f"{dataset}_K{k}_sup{i}_s{s}",
-                    )
-                    for s in variant.seeds
-                ]
-                tried.append((statistics.mean(r["best"]["val/acc"] for r in results), recipe, results))
-            val, recipe, sup = max(tried, key=lambda t: t[0])
-            cell["recipe"] = recipe
-            cell["grid"] = [{"recipe": r, "val/acc": v} for v, r, _ in tried]
-            cell["supervised"] = {"test/acc": [r["best"]["test/acc"] for r in sup],
-                                  "test/f1_macro": [r["best"]["test/f1_macro"] for r in sup]}
-            # 2. self-training with the chosen round-0 recipe
-            st_runs, rounds = [], []
-            for s in variant.seeds:
-                folder = runs / f"{dataset}_K{k}_selftrain_s{s}"
-                st_runs.append(run_once(
-                    overrides_for(dataset, k, s, variant, folder) + recipe_overrides(recipe) + variant.selftrain, folder
-                ))
-                rounds.append(json.loads((folder / "rounds.json").read_text()))
-            cell["selftrain"] = {
-                "test/acc": [r["best"]["test/acc"] for r in st_runs],
-                "test/f1_macro": [r["best"]["test/f1_macro"] for r in st_runs],
-                "best_round": [r["best_round"] for r in st_runs],
-                "wall_time_s": [r["wall_time_s"] for r in st_runs],
-                "rounds": rounds,
-            }
-            # 3. full supervision on the (capped) pool's gold labels
-            full = [
-                run_once(
-                    overrides_for(dataset, None, s, variant, runs / f"{dataset}_full_s{s}")
-                    + recipe_overrides({"lr": recipe["lr"], "epochs": 2}) + ["selftrain.max_rounds=0"],
-                    runs / f"{dataset}_full_s{s}",
-                )
-                for s in variant.seeds[:1]
+    start = time.time()
+    report: dict[str, Any] = {
+        "variant": variant_name,
+        "started": time.strftime("%Y-%m-%d %H:%M"),
+        "jobs": jobs,
+        "hardware": hardware,
+        "device": device_name(),
+        "cells": [{"dataset": d, "K": k} for d in variant.datasets for k in variant.ks],
+    }
+    cells = report["cells"]
+    with RunPool(jobs, label="benchmark") as pool:
+        # Phase 1: the supervised grid, every cell and seed at once.
+        phase1 = [
+            supervised_job(c["dataset"], c["K"], i, s, variant, runs)
+            for c in cells
+            for i in range(len(variant.grid))
+            for s in variant.seeds
+        ]
+        done = {o.job.name: o for o in pool.run(phase1, "phase 1, supervised grid")}
+        for cell in cells:
+            choose_recipe(cell, variant, done, runs)
+        # Phase 2: self-training with each cell's recipe; full supervision with the lr chosen for the dataset's
+        # first K (its run folder is shared by the dataset's cells).
+        chosen = [c for c in cells if c["recipe"]]
+        selftrain = {
+            (c["dataset"], c["K"]): [
+                selftrain_job(c["dataset"], c["K"], s, c["recipe"], variant, runs) for s in variant.seeds
             ]
-            cell["full"] = {"test/acc": [r["best"]["test/acc"] for r in full],
-                            "test/f1_macro": [r["best"]["test/f1_macro"] for r in full],
-                            "labelled": full[0]["splits"]["labelled"]}
-            report["cells"].append(cell)
-            write_report(report, variant, out_root)
+            for c in chosen
+        }
+        full_lr: dict[str, float] = {}
+        for c in chosen:
+            full_lr.setdefault(c["dataset"], c["recipe"]["lr"])
+        full = {d: [full_job(d, lr, s, variant, runs) for s in variant.seeds[:1]] for d, lr in full_lr.items()}
+        phase2 = [job for group in [*selftrain.values(), *full.values()] for job in group]
+        done = {o.job.name: o for o in pool.run(phase2, "phase 2, self-training and full supervision")}
+    for cell in chosen:
+        fill_selftrain(cell, [done[job.name] for job in selftrain[cell["dataset"], cell["K"]]])
+        fill_full(cell, [done[job.name] for job in full[cell["dataset"]]])
     report["finished"] = time.strftime("%Y-%m-%d %H:%M")
-    report["runs_reused_from_earlier_invocations"] = sorted(set(REUSED))
+    report["wall_time_s"] = round(time.time() - start, 1)
+    report["failures"] = failure_report(pool)
+    report["runs_reused_from_earlier_invocations"] = sorted(set(pool.reused))
     write_report(report, variant, out_root)
     return report
 
 
+# --- the report ----------------------------------------------------------------------------------------------------
+
+
 def per_round(rounds: list[list[dict[str, Any]]], key: str) -> str:
     """Mean over seeds of a per-round value, rounds joined by ' / '."""
-    depth = max(len(r) for r in rounds)
+    depth = max((len(r) for r in rounds), default=0)
     out = []
     for i in range(depth):
         values = [r[i][key] for r in rounds if i < len(r) and key in r[i]]
@@ -196,29 +265,64 @@ def per_round(rounds: list[list[dict[str, Any]]], key: str) -> str:
     return " / ".join(out)
 
 
+def mean_or_dash(values: list[float], unit: str = "") -> str:
+    return f"{statistics.mean(values):.0f}{unit}" if values else "-"
+
+
+def header(report: dict[str, Any]) -> str:
+    """Where and how the runs ran: device, runs at a time, hardware config, wall time."""
+    hardware = f", hardware={report['hardware']}" if report.get("hardware") else ""
+    wall = f"; wall time {report['wall_time_s'] / 60:.1f} min" if "wall_time_s" in report else ""
+    return f"Ran on {report['device']}, {report['jobs']} run(s) at a time{hardware}{wall}."
+
+
+def table_row(*columns: object) -> str:
+    return "| " + " | ".join(str(c) for c in columns) + " |"
+
+
+def cell_rows(cell: dict[str, Any]) -> list[str]:
+    d, k, recipe = cell["dataset"], cell["K"], cell["recipe"]
+    if not recipe:
+        return [table_row(d, k, "supervised only", "failed", "failed", "every supervised recipe had a failed run")]
+    sup, st, full = cell["supervised"], cell["selftrain"], cell["full"]
+    st_notes = (
+        f"best rounds {st['best_round']}; pseudo-label acc per round {per_round(st['rounds'], 'pseudo/acc')}; "
+        f"selected {per_round(st['rounds'], 'pseudo/count')}; {mean_or_dash(st['wall_time_s'], ' s')}/run"
+    )
+    full_notes = f"{full['labelled']} gold labels (capped pool), {FULL_EPOCHS} epochs, one seed"
+    return [
+        table_row(
+            d,
+            k,
+            "supervised only",
+            fmt(sup["test/acc"]),
+            fmt(sup["test/f1_macro"]),
+            f"lr {recipe['lr']}, {recipe['epochs']} epochs (chosen on validation)",
+        ),
+        table_row(d, k, "self-training", fmt(st["test/acc"]), fmt(st["test/f1_macro"]), st_notes),
+        table_row(d, "-", "full supervision", fmt(full["test/acc"]), fmt(full["test/f1_macro"]), full_notes),
+    ]
+
+
+def failure_lines(report: dict[str, Any]) -> list[str]:
+    if not report.get("failures"):
+        return []
+    return ["", "Failed runs (traceback in <run folder>/error.txt):", ""] + [
+        f"- {f['run']}: {f['error'].splitlines()[0] if f['error'] else ''}" for f in report["failures"]
+    ]
+
+
 def write_report(report: dict[str, Any], variant: Variant, out_root: Path) -> None:
     out_root.mkdir(parents=True, exist_ok=True)
     (out_root / "results.json").write_text(json.dumps(report, indent=2))
-    lines = [
+    intro = (
         f"Variant `{report['variant']}`: seeds {variant.seeds}, pool capped at {variant.pool_size}, "
-        f"test capped at {variant.test_size}. Test accuracy / macro-F1 in %, mean ± std over seeds.",
-        "",
-        "| dataset | K | row | test acc | test macro-F1 | notes |",
-        "|---|---|---|---|---|---|",
-    ]
+        f"test capped at {variant.test_size}. Test accuracy / macro-F1 in %, mean ± std over seeds. {header(report)}"
+    )
+    lines = [intro, "", "| dataset | K | row | test acc | test macro-F1 | notes |", "|---|---|---|---|---|---|"]
     for cell in report["cells"]:
-        d, k = cell["dataset"], cell["K"]
-        sup, st, full = cell["supervised"], cell["selftrain"], cell["full"]
-        lines.append(f"| {d} | {k} | supervised only | {fmt(sup['test/acc'])} | {fmt(sup['test/f1_macro'])} | "
-                     f"lr {cell['recipe']['lr']}, {cell['recipe']['epochs']} epochs (chosen on validation) |")
-        lines.append(
-            f"| {d} | {k} | self-training | {fmt(st['test/acc'])} | {fmt(st['test/f1_macro'])} | "
-            f"best rounds {st['best_round']}; pseudo-label acc per round {per_round(st['rounds'], 'pseudo/acc')}; "
-            f"selected {per_round(st['rounds'], 'pseudo/count')}; {statistics.mean(st['wall_time_s']):.0f} s/run |"
-        )
-        lines.append(f"| {d} | - | full supervision | {fmt(full['test/acc'])} | {fmt(full['test/f1_macro'])} | "
-                     f"{full['labelled']} gold labels (capped pool), 2 epochs, one seed |")
-    (out_root / "results.md").write_text("\n".join(lines) + "\n")
+        lines += cell_rows(cell)
+    (out_root / "results.md").write_text("\n".join(lines + failure_lines(report)) + "\n")
     plot(report, out_root / "test_acc_per_round.png")
 
 
@@ -226,33 +330,44 @@ def plot(report: dict[str, Any], path: Path) -> None:
     cells = report["cells"]
     fig, axes = plt.subplots(1, len(cells), figsize=(4 * len(cells), 3.2), squeeze=False)
     for ax, cell in zip(axes[0], cells):
-        for seed_rounds in cell["selftrain"]["rounds"]:
-            ax.plot([r["round"] for r in seed_rounds], [100 * r["test/acc"] for r in seed_rounds], marker="o", alpha=0.7)
-        ax.axhline(100 * statistics.mean(cell["full"]["test/acc"]), linestyle="--", color="gray", label="full sup.")
+        for seed_rounds in cell.get("selftrain", {}).get("rounds", []):
+            ax.plot(
+                [r["round"] for r in seed_rounds], [100 * r["test/acc"] for r in seed_rounds], marker="o", alpha=0.7
+            )
+        if cell.get("full", {}).get("test/acc"):
+            ax.axhline(100 * statistics.mean(cell["full"]["test/acc"]), linestyle="--", color="gray", label="full sup.")
+            ax.legend(loc="best", fontsize=8)
         ax.set_title(f"{cell['dataset']}, K={cell['K']}")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("round (0 = supervised only)")
         ax.set_ylabel("test accuracy (%)")
-        ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="quick")
     parser.add_argument("--out", type=Path, default=None, help="default: experiments/results/benchmark_<variant>")
-    parser.add_argument("--override", action="append", default=[], help="an alpaca-train override for every run")
-    parser.add_argument("--datasets", nargs="+", help="replace the variant's datasets")
     parser.add_argument("--ks", nargs="+", type=int, help="replace the variant's labels per class")
-    parser.add_argument("--seeds", nargs="+", type=int, help="replace the variant's seeds")
+    add_common_flags(parser)
     args = parser.parse_args()
     register_resolvers()
     out = args.out or REPO_ROOT / "experiments" / "results" / f"benchmark_{args.variant}"
-    report = benchmark(args.variant, out, args.override, datasets=args.datasets, ks=args.ks, seeds=args.seeds)
+    report = benchmark(
+        args.variant,
+        out,
+        args.override,
+        jobs=args.jobs,
+        hardware=args.hardware,
+        datasets=args.datasets,
+        ks=args.ks,
+        seeds=args.seeds,
+    )
     print((out / "results.md").read_text())
     print(f"report: {out}/results.md, plot: {out}/test_acc_per_round.png, started {report['started']}")
+    return 1 if report["failures"] else 0
 
 
 if __name__ == "__main__":

@@ -63,9 +63,10 @@ class ClozeClassifier(ClassifierModule):
                 "cloze teacher: every prompted text needs exactly one mask token after truncation; shorten the "
                 "pattern (task.prompt.pattern) or raise data.max_length."
             )
-        hidden = self.model.base_model(**encoder_inputs(batch)).last_hidden_state[is_mask]
-        # Only the mask position goes through the vocabulary projection: (batch, vocab) instead of
-        # (batch, length, vocab), which would not fit in memory for prediction batches.
+        hidden = self.model.base_model(**encoder_inputs(batch)).last_hidden_state
+        # The mask position's state by a masked sum (no index_put in backward: deterministic on GPU too). Only it
+        # goes through the vocabulary projection: (batch, vocab), not (batch, length, vocab).
+        hidden = (hidden * is_mask.unsqueeze(-1).to(hidden.dtype)).sum(dim=1)
         return self._mlm_head(hidden)[:, self.verbalizer_ids]
 
     def _mlm_head(self, hidden: torch.Tensor) -> torch.Tensor:
