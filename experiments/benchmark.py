@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 import time
@@ -54,6 +55,9 @@ class Variant:
     full_supervision_size: int
     grid: list[dict[str, Any]]  # supervised recipes tried, chosen on validation
     selftrain: list[str] = field(default_factory=list)  # overrides of the self-training rounds
+    # Self-training settings tried, each on every cell and seed; the one with the best mean validation accuracy
+    # over all cells is reported (chosen like the supervised recipe: on validation, never on test).
+    candidates: dict[str, list[str]] = field(default_factory=lambda: {"default": []})
     extra: list[str] = field(default_factory=list)  # overrides for every run (--hardware, --override)
 
 
@@ -77,7 +81,8 @@ VARIANTS = {
         test_size=100,
         full_supervision_size=200,
         grid=[{"lr": 3e-3, "epochs": 4}],
-        selftrain=["selftrain.max_rounds=1"],
+        # the untrained tiny model is never 90% confident: select by rank instead of a threshold
+        selftrain=["selftrain.max_rounds=1", "filters=[class_balanced]", "filters.class_balanced.k=10"],
     ),
     "full": Variant(
         datasets=["sst2", "agnews", "trec6"],
@@ -87,6 +92,11 @@ VARIANTS = {
         test_size=2000,
         full_supervision_size=5000,
         grid=[{"lr": lr, "epochs": ep} for lr in (5e-5, 1e-4, 2e-4) for ep in (10, 30)],
+        candidates={
+            "default": [],
+            "student_init=continue": ["selftrain.student_init=continue"],
+            "student_epochs=3": ["selftrain.student_epochs=3"],
+        },
     ),
 }
 
@@ -135,9 +145,28 @@ def supervised_job(dataset: str, k: int, i: int, seed: int, variant: Variant, ru
     return Job(overrides, runs / f"{dataset}_K{k}_sup{i}_s{seed}")
 
 
-def selftrain_job(dataset: str, k: int, seed: int, recipe: dict[str, Any], variant: Variant, runs: Path) -> Job:
-    overrides = overrides_for(dataset, k, seed, variant) + recipe_overrides(recipe) + variant.selftrain
-    return Job(overrides, runs / f"{dataset}_K{k}_selftrain_s{seed}")
+def selftrain_job(
+    dataset: str, k: int, seed: int, recipe: dict[str, Any], variant: Variant, runs: Path, candidate: str = "default"
+) -> Job:
+    overrides = (
+        overrides_for(dataset, k, seed, variant) + recipe_overrides(recipe) + variant.selftrain
+        + variant.candidates[candidate]
+    )
+    suffix = "" if candidate == "default" else "-" + re.sub(r"[^A-Za-z0-9_.]+", "-", candidate)
+    return Job(overrides, runs / f"{dataset}_K{k}_selftrain{suffix}_s{seed}")
+
+
+def choose_candidate(report: dict[str, Any], outcomes: dict[str, list[Outcome]]) -> str | None:
+    """The self-training candidate with the best mean validation accuracy (of its best round) over every cell and
+    seed; candidates with a failed run drop out."""
+    scores = []
+    for name, runs in outcomes.items():
+        if runs and all(o.ok for o in runs):
+            val = [o.results["best"]["val/acc"] for o in runs]
+            test = [o.results["best"]["test/acc"] for o in runs]
+            scores.append({"candidate": name, "val/acc": statistics.mean(val), "test/acc": statistics.mean(test)})
+    report["candidates"] = scores
+    return max(scores, key=lambda c: c["val/acc"])["candidate"] if scores else None
 
 
 def full_job(dataset: str, lr: float, seed: int, variant: Variant, runs: Path) -> Job:
@@ -226,9 +255,10 @@ def benchmark(
         # first K (its run folder is shared by the dataset's cells).
         chosen = [c for c in cells if c["recipe"]]
         selftrain = {
-            (c["dataset"], c["K"]): [
-                selftrain_job(c["dataset"], c["K"], s, c["recipe"], variant, runs) for s in variant.seeds
+            (name, c["dataset"], c["K"]): [
+                selftrain_job(c["dataset"], c["K"], s, c["recipe"], variant, runs, name) for s in variant.seeds
             ]
+            for name in variant.candidates
             for c in chosen
         }
         full_lr: dict[str, float] = {}
@@ -237,8 +267,14 @@ def benchmark(
         full = {d: [full_job(d, lr, s, variant, runs) for s in variant.seeds[:1]] for d, lr in full_lr.items()}
         phase2 = [job for group in [*selftrain.values(), *full.values()] for job in group]
         done = {o.job.name: o for o in pool.run(phase2, "phase 2, self-training and full supervision")}
+    per_candidate = {
+        name: [done[job.name] for (n, _, _), group in selftrain.items() if n == name for job in group]
+        for name in variant.candidates
+    }
+    report["selftrain_candidate"] = best = choose_candidate(report, per_candidate)
     for cell in chosen:
-        fill_selftrain(cell, [done[job.name] for job in selftrain[cell["dataset"], cell["K"]]])
+        if best is not None:
+            fill_selftrain(cell, [done[job.name] for job in selftrain[best, cell["dataset"], cell["K"]]])
         fill_full(cell, [done[job.name] for job in full[cell["dataset"]]])
     report["finished"] = time.strftime("%Y-%m-%d %H:%M")
     report["wall_time_s"] = round(time.time() - start, 1)
@@ -284,9 +320,11 @@ def cell_rows(cell: dict[str, Any]) -> list[str]:
     d, k, recipe = cell["dataset"], cell["K"], cell["recipe"]
     if not recipe:
         return [table_row(d, k, "supervised only", "failed", "failed", "every supervised recipe had a failed run")]
-    sup, st, full = cell["supervised"], cell["selftrain"], cell["full"]
+    sup, full = cell["supervised"], cell["full"]
+    st = cell.get("selftrain", {"test/acc": [], "test/f1_macro": [], "rounds": [], "best_round": [], "wall_time_s": []})
     st_notes = (
-        f"best rounds {st['best_round']}; pseudo-label acc per round {per_round(st['rounds'], 'pseudo/acc')}; "
+        f"best rounds {st['best_round']}; test acc per round {per_round(st['rounds'], 'test/acc')}; "
+        f"pseudo-label acc per round {per_round(st['rounds'], 'pseudo/acc')}; "
         f"selected {per_round(st['rounds'], 'pseudo/count')}; {mean_or_dash(st['wall_time_s'], ' s')}/run"
     )
     full_notes = f"{full['labelled']} gold labels (capped pool), {FULL_EPOCHS} epochs, one seed"
@@ -312,6 +350,23 @@ def failure_lines(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def candidate_lines(report: dict[str, Any], variant: Variant) -> list[str]:
+    if len(variant.candidates) < 2 or not report.get("candidates"):
+        return []
+    lines = [
+        "",
+        f"Self-training settings tried (mean over every dataset, K and seed; the row above uses the one with the best "
+        f"validation accuracy: `{report['selftrain_candidate']}`):",
+        "",
+        "| candidate | overrides | val acc (best round) | test acc (best round) |",
+        "|---|---|---|---|",
+    ]
+    for c in report["candidates"]:
+        overrides = " ".join(variant.candidates[c["candidate"]]) or "(the config in conf/)"
+        lines.append(table_row(c["candidate"], overrides, f"{100 * c['val/acc']:.1f}", f"{100 * c['test/acc']:.1f}"))
+    return lines
+
+
 def write_report(report: dict[str, Any], variant: Variant, out_root: Path) -> None:
     out_root.mkdir(parents=True, exist_ok=True)
     (out_root / "results.json").write_text(json.dumps(report, indent=2))
@@ -322,27 +377,35 @@ def write_report(report: dict[str, Any], variant: Variant, out_root: Path) -> No
     lines = [intro, "", "| dataset | K | row | test acc | test macro-F1 | notes |", "|---|---|---|---|---|---|"]
     for cell in report["cells"]:
         lines += cell_rows(cell)
+    lines += candidate_lines(report, variant)
     (out_root / "results.md").write_text("\n".join(lines + failure_lines(report)) + "\n")
     plot(report, out_root / "test_acc_per_round.png")
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
+    """Test accuracy per round, one line per seed; one panel per dataset (columns) and K (rows)."""
     cells = report["cells"]
-    fig, axes = plt.subplots(1, len(cells), figsize=(4 * len(cells), 3.2), squeeze=False)
-    for ax, cell in zip(axes[0], cells):
-        for seed_rounds in cell.get("selftrain", {}).get("rounds", []):
-            ax.plot(
-                [r["round"] for r in seed_rounds], [100 * r["test/acc"] for r in seed_rounds], marker="o", alpha=0.7
-            )
-        if cell.get("full", {}).get("test/acc"):
-            ax.axhline(100 * statistics.mean(cell["full"]["test/acc"]), linestyle="--", color="gray", label="full sup.")
-            ax.legend(loc="best", fontsize=8)
-        ax.set_title(f"{cell['dataset']}, K={cell['K']}")
+    datasets = list(dict.fromkeys(c["dataset"] for c in cells))
+    ks = list(dict.fromkeys(c["K"] for c in cells))
+    fig, axes = plt.subplots(len(ks), len(datasets), figsize=(4 * len(datasets), 3.2 * len(ks)), squeeze=False)
+    for cell in cells:
+        ax = axes[ks.index(cell["K"])][datasets.index(cell["dataset"])]
+        for seed, seed_rounds in enumerate(cell.get("selftrain", {}).get("rounds", [])):
+            ax.plot([r["round"] for r in seed_rounds], [100 * r["test/acc"] for r in seed_rounds], marker="o",
+                    alpha=0.7, label=f"seed run {seed + 1}")
+            best = [r for r in seed_rounds if r.get("best")]
+            ax.scatter([r["round"] for r in best], [100 * r["test/acc"] for r in best], s=150, facecolors="none",
+                       edgecolors="black", zorder=3)
+        for key, style, label in (("supervised", ":", "supervised only"), ("full", "--", "full supervision")):
+            if cell.get(key, {}).get("test/acc"):
+                ax.axhline(100 * statistics.mean(cell[key]["test/acc"]), linestyle=style, color="gray", label=label)
+        ax.set_title(f"{cell['dataset']}, K={cell['K']} (circled: round chosen on validation)", fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("round (0 = supervised only)")
         ax.set_ylabel("test accuracy (%)")
+        ax.legend(loc="best", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 

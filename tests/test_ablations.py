@@ -17,8 +17,8 @@ def test_ablations_smoke_plan(tmp_path) -> None:
     report = ablations(tmp_path, SMOKE)
     assert report["failures"] == []
     assert [(r["dataset"], r["variant"]) for r in report["rows"]] == [
-        ("trec6", "default"),
-        ("trec6", "filter=confidence"),
+        ("trec6", "filter=class_balanced"),
+        ("trec6", "filter=curriculum"),
     ]
     default = report["rows"][0]
     assert len(default["test/acc"]) == 1 and len(default["rounds"][0]) == 2  # round 0 and one pseudo-label round
@@ -26,5 +26,5 @@ def test_ablations_smoke_plan(tmp_path) -> None:
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["rows"][1]["test/acc"] == report["rows"][1]["test/acc"] and saved["jobs"] == 1
     table = (tmp_path / "results.md").read_text()
-    assert "| trec6 | default |" in table and "| trec6 | filter=confidence |" in table
+    assert "| trec6 | filter=class_balanced |" in table and "| trec6 | filter=curriculum |" in table
     assert (tmp_path / "ablations.png").stat().st_size > 1000

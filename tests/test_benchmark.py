@@ -24,3 +24,24 @@ def test_benchmark_smoke_variant(tmp_path) -> None:
     table = (tmp_path / "results.md").read_text()
     assert "| trec6 | 8 | self-training |" in table and "full supervision" in table
     assert (tmp_path / "test_acc_per_round.png").stat().st_size > 1000
+
+
+def test_benchmark_reports_the_self_training_candidate_best_on_validation(tmp_path, monkeypatch) -> None:
+    if not Path(compose_config([]).paths.data_dir).is_dir():
+        pytest.skip("../shared/data is absent")
+    from dataclasses import replace
+
+    from experiments import benchmark as module
+
+    candidates = {"default": [], "student_init=continue": ["selftrain.student_init=continue"]}
+    monkeypatch.setitem(module.VARIANTS, "smoke", replace(module.VARIANTS["smoke"], candidates=candidates))
+    report = benchmark("smoke", tmp_path, extra=["model=tiny_bert"])
+    scores = {c["candidate"]: c for c in report["candidates"]}
+    assert set(scores) == set(candidates)
+    assert report["selftrain_candidate"] == max(scores, key=lambda name: scores[name]["val/acc"])
+    chosen = json.loads(
+        (tmp_path / "runs" / ("trec6_K8_selftrain_s0" if report["selftrain_candidate"] == "default"
+                              else "trec6_K8_selftrain-student_init-continue_s0") / "results.json").read_text()
+    )
+    assert report["cells"][0]["selftrain"]["test/acc"] == [chosen["best"]["test/acc"]]
+    assert "Self-training settings tried" in (tmp_path / "results.md").read_text()

@@ -46,8 +46,8 @@ def test_unknown_key_is_rejected_with_its_name() -> None:
 
 def test_unknown_nested_key_is_rejected() -> None:
     with pytest.raises((ConfigCompositionException, ConfigKeyError)) as err:
-        compose_config(["filters.curriculum.startt=3"])
-    assert "startt" in str(err.value.__cause__ or err.value)
+        compose_config(["filters.confidence.thresholdd=0.5"])
+    assert "thresholdd" in str(err.value.__cause__ or err.value)
 
 
 def test_unknown_group_option_lists_the_available_ones() -> None:
