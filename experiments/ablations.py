@@ -43,7 +43,16 @@ from experiments.benchmark import (
     read_rounds,
     table_row,
 )
-from experiments.runner import Job, Outcome, RunPool, add_common_flags, common_overrides, device_name, failure_report
+from experiments.runner import (
+    REBUILT,
+    Job,
+    Outcome,
+    RunPool,
+    add_common_flags,
+    common_overrides,
+    device_name,
+    failure_report,
+)
 
 # name -> alpaca-train overrides added to the default config. The config names may still change with the package.
 VARIANTS: dict[str, list[str]] = {
@@ -123,13 +132,13 @@ def summarize(dataset: str, variant: str, outcomes: list[Outcome]) -> dict[str, 
     }
 
 
-def ablations(out_root: Path, plan: Plan, jobs: int = 1) -> dict[str, Any]:
+def ablations(out_root: Path, plan: Plan, jobs: int = 1, reuse_only: bool = False) -> dict[str, Any]:
     """Runs every (dataset, variant, seed) of the plan at once on ``jobs`` processes; writes the report."""
     start = time.time()
     runs = out_root / "runs"
     cells = [(d, v) for d in plan.datasets for v in plan.variants]
     groups = {(d, v): [job(d, v, s, plan, runs) for s in plan.seeds] for d, v in cells}
-    with RunPool(jobs, label="ablations") as pool:
+    with RunPool(jobs, label="ablations", reuse_only=reuse_only) as pool:
         outcomes = pool.run([j for group in groups.values() for j in group], "every dataset, variant and seed")
     done = {o.job.name: o for o in outcomes}
     report: dict[str, Any] = {
@@ -138,7 +147,7 @@ def ablations(out_root: Path, plan: Plan, jobs: int = 1) -> dict[str, Any]:
         "wall_time_s": round(time.time() - start, 1),
         "jobs": jobs,
         "hardware": plan.hardware,
-        "device": device_name(),
+        "device": device_name() if not reuse_only else REBUILT,
         "plan": asdict(plan),
         "rows": [summarize(d, v, [done[j.name] for j in groups[d, v]]) for d, v in cells],
         "failures": failure_report(pool),
@@ -244,7 +253,7 @@ def main() -> int:
     add_common_flags(parser)
     args = parser.parse_args()
     register_resolvers()
-    report = ablations(args.out, make_plan(args), jobs=args.jobs)
+    report = ablations(args.out, make_plan(args), jobs=args.jobs, reuse_only=args.reuse_only)
     print((args.out / "results.md").read_text())
     print(f"report: {args.out}/results.md, plot: {args.out}/ablations.png")
     return 1 if report["failures"] else 0

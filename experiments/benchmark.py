@@ -40,7 +40,16 @@ if __package__ in (None, ""):  # run as `python experiments/benchmark.py`: make 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
-from experiments.runner import Job, Outcome, RunPool, add_common_flags, common_overrides, device_name, failure_report
+from experiments.runner import (
+    REBUILT,
+    Job,
+    Outcome,
+    RunPool,
+    add_common_flags,
+    common_overrides,
+    device_name,
+    failure_report,
+)
 
 MAX_LENGTH = {"sst2": 64, "trec6": 64, "agnews": 128}
 
@@ -93,9 +102,9 @@ VARIANTS = {
         full_supervision_size=5000,
         grid=[{"lr": lr, "epochs": ep} for lr in (5e-5, 1e-4, 2e-4) for ep in (10, 30)],
         candidates={
-            "default": [],
+            "student_init=reset": ["selftrain.student_init=reset"],
             "student_init=continue": ["selftrain.student_init=continue"],
-            "student_epochs=3": ["selftrain.student_epochs=3"],
+            "student_epochs=3": ["selftrain.student_init=reset", "selftrain.student_epochs=3"],
         },
     ),
 }
@@ -166,6 +175,7 @@ def choose_candidate(report: dict[str, Any], outcomes: dict[str, list[Outcome]])
             test = [o.results["best"]["test/acc"] for o in runs]
             scores.append({"candidate": name, "val/acc": statistics.mean(val), "test/acc": statistics.mean(test)})
     report["candidates"] = scores
+    report["candidates_incomplete"] = [name for name, runs in outcomes.items() if not runs or not all(o.ok for o in runs)]
     return max(scores, key=lambda c: c["val/acc"])["candidate"] if scores else None
 
 
@@ -225,6 +235,7 @@ def benchmark(
     datasets: list[str] | None = None,
     ks: list[int] | None = None,
     seeds: list[int] | None = None,
+    reuse_only: bool = False,
 ) -> dict[str, Any]:
     """Runs the variant (its datasets, ks and seeds replaced where given) and writes the report under out_root."""
     changes = {key: value for key, value in {"datasets": datasets, "ks": ks, "seeds": seeds}.items() if value}
@@ -236,11 +247,11 @@ def benchmark(
         "started": time.strftime("%Y-%m-%d %H:%M"),
         "jobs": jobs,
         "hardware": hardware,
-        "device": device_name(),
+        "device": device_name() if not reuse_only else REBUILT,
         "cells": [{"dataset": d, "K": k} for d in variant.datasets for k in variant.ks],
     }
     cells = report["cells"]
-    with RunPool(jobs, label="benchmark") as pool:
+    with RunPool(jobs, label="benchmark", reuse_only=reuse_only) as pool:
         # Phase 1: the supervised grid, every cell and seed at once.
         phase1 = [
             supervised_job(c["dataset"], c["K"], i, s, variant, runs)
@@ -345,7 +356,7 @@ def cell_rows(cell: dict[str, Any]) -> list[str]:
 def failure_lines(report: dict[str, Any]) -> list[str]:
     if not report.get("failures"):
         return []
-    return ["", "Failed runs (traceback in <run folder>/error.txt):", ""] + [
+    return ["", "Runs without results (failed: traceback in <run folder>/error.txt; or not run):", ""] + [
         f"- {f['run']}: {f['error'].splitlines()[0] if f['error'] else ''}" for f in report["failures"]
     ]
 
@@ -364,6 +375,8 @@ def candidate_lines(report: dict[str, Any], variant: Variant) -> list[str]:
     for c in report["candidates"]:
         overrides = " ".join(variant.candidates[c["candidate"]]) or "(the config in conf/)"
         lines.append(table_row(c["candidate"], overrides, f"{100 * c['val/acc']:.1f}", f"{100 * c['test/acc']:.1f}"))
+    for name in report.get("candidates_incomplete", []):
+        lines.append(table_row(name, " ".join(variant.candidates[name]), "incomplete", "not compared (runs missing)"))
     return lines
 
 
@@ -423,6 +436,7 @@ def main() -> int:
         out,
         args.override,
         jobs=args.jobs,
+        reuse_only=args.reuse_only,
         hardware=args.hardware,
         datasets=args.datasets,
         ks=args.ks,

@@ -107,6 +107,7 @@ class RunPool:
     jobs: int = 1
     job_fn: JobFn = run_once
     label: str = "benchmark"  # prefix of the progress lines
+    reuse_only: bool = False  # rebuild a report from finished runs: record missing ones as not run, start nothing
     failures: list[Outcome] = field(default_factory=list)
     reused: list[str] = field(default_factory=list)
     _executor: ProcessPoolExecutor | None = field(default=None, repr=False)
@@ -136,6 +137,9 @@ class RunPool:
             outcome.reused = outcome.results is not None
             if outcome.reused:
                 self.reused.append(outcome.job.name)
+            elif self.reuse_only:
+                outcome.error = "not run (--reuse-only and no finished run folder)"
+                self.failures.append(outcome)
             else:
                 todo.append(outcome)
         print(
@@ -181,6 +185,9 @@ def failure_report(pool: RunPool) -> list[dict[str, str]]:
     return [{"run": o.job.name, "error": o.error or ""} for o in pool.failures]
 
 
+REBUILT = "the machines recorded in each run's run_info.json (report rebuilt from finished runs, --reuse-only)"
+
+
 def device_name() -> str:
     """What the runs ran on, for the report header."""
     import torch
@@ -202,3 +209,7 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--override", action="append", default=[], help="an alpaca-train override for every run")
     parser.add_argument("--datasets", nargs="+", help="replace the default datasets")
     parser.add_argument("--seeds", nargs="+", type=int, help="replace the default seeds")
+    parser.add_argument(
+        "--reuse-only", action="store_true",
+        help="start no run: rebuild the report from the finished run folders, listing missing runs as not run",
+    )
