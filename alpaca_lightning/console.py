@@ -10,7 +10,9 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 log = logging.getLogger("alpaca_lightning")
 
-_LIGHTNING_NOISE = ("GPU available", "TPU available", "HPU available", "💡 Tip", "LOCAL_RANK:", "Loading `train_dataloader`")
+_LIGHTNING_NOISE = (
+    "GPU available", "TPU available", "HPU available", "💡 Tip", "LOCAL_RANK:", "Loading `train_dataloader`"
+)
 _WARNING_NOISE = (
     r".*isinstance\(treespec, LeafSpec\).*",
     r".*is smaller than the logging interval.*",

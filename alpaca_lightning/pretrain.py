@@ -20,7 +20,9 @@ from alpaca_lightning.trainer import TrainerFactory
 
 
 @torch.no_grad()
-def held_out_loss(module: SelfSupervisedModule, datamodule: PretrainDataModule, seed: int, max_batches: int = 8) -> float:
+def held_out_loss(
+    module: SelfSupervisedModule, datamodule: PretrainDataModule, seed: int, max_batches: int = 8
+) -> float:
     """Mean loss on the first batches, with masks fixed by ``seed``: comparable before and after training."""
     module.eval()
     torch.manual_seed(seed)
@@ -58,7 +60,8 @@ def run_pretraining(
     datamodule = PretrainDataModule(texts, tokenizer, next_sentence=module.uses_next_sentence, seed=seed, **data_kwargs)
     before = held_out_loss(module, datamodule, seed)
     info(f"pretraining on {len(datamodule.dataset)} sequences of the task's text")
-    trainers.fit("pretrain", max_epochs=max_epochs, max_steps=max_steps, use_distributed_sampler=True).fit(module, datamodule=datamodule)
+    trainer = trainers.fit("pretrain", max_epochs=max_epochs, max_steps=max_steps, use_distributed_sampler=True)
+    trainer.fit(module, datamodule=datamodule)
     after = held_out_loss(module, datamodule, seed)
     info(f"pretraining loss on fixed masks: {before:.3f} -> {after:.3f}")
     if is_global_zero():

@@ -225,6 +225,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
             ax.axhline(100 * statistics.mean(reference), linestyle="--", color="gray", label=label)
             ax.legend(loc="lower right", fontsize=8)
         ax.set_xticks(range(len(variants)), variants, rotation=30, ha="right", fontsize=8)
+        low = min([m - sd for m, sd in zip(means, stds) if m > 0] + [100 * min(reference or [1.0])])
+        ax.set_ylim(max(0.0, low - 5), min(100.0, max(m + sd for m, sd in zip(means, stds)) + 4))  # zoom in
         ax.set_title(dataset)
         ax.set_ylabel("test accuracy (%)")
     fig.tight_layout()

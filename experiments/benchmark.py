@@ -1,7 +1,8 @@
 """Few-label benchmark on real datasets: supervised-only (tuned on validation) vs self-training vs full supervision.
 
     python experiments/benchmark.py --variant quick   # 1 seed, K=8, small pools: about 15-20 minutes on 2 CPU cores
-    python experiments/benchmark.py --variant full    # 3 seeds, K=8 and 32: hours on 2 CPU cores; run it in the background
+    python experiments/benchmark.py --variant full    # 3 seeds, K=8 and 32: hours on 2 CPU cores, or
+    python experiments/benchmark.py --variant full --jobs 12 --hardware gpu   # about 10 minutes on one big GPU
     python experiments/benchmark.py --variant full --jobs 12 --hardware gpu   # 12 runs at a time on one GPU
 
 Reads the datasets from paths.data_dir (ALPACA_DATA_DIR, default ../shared/data). Writes, under
@@ -175,7 +176,9 @@ def choose_candidate(report: dict[str, Any], outcomes: dict[str, list[Outcome]])
             test = [o.results["best"]["test/acc"] for o in runs]
             scores.append({"candidate": name, "val/acc": statistics.mean(val), "test/acc": statistics.mean(test)})
     report["candidates"] = scores
-    report["candidates_incomplete"] = [name for name, runs in outcomes.items() if not runs or not all(o.ok for o in runs)]
+    report["candidates_incomplete"] = [
+        name for name, runs in outcomes.items() if not runs or not all(o.ok for o in runs)
+    ]
     return max(scores, key=lambda c: c["val/acc"])["candidate"] if scores else None
 
 
@@ -186,7 +189,8 @@ def full_job(dataset: str, lr: float, seed: int, variant: Variant, runs: Path) -
 
 
 def choose_recipe(cell: dict[str, Any], variant: Variant, done: dict[str, Outcome], runs: Path) -> None:
-    """Picks the cell's supervised recipe on mean validation accuracy over seeds (recipes with a failed seed drop out)."""
+    """Picks the cell's supervised recipe on mean validation accuracy over seeds (a recipe with a failed seed drops
+    out)."""
     tried = []
     for i, recipe in enumerate(variant.grid):
         outcomes = [done[supervised_job(cell["dataset"], cell["K"], i, s, variant, runs).name] for s in variant.seeds]

@@ -7,6 +7,7 @@ import os
 import random
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
@@ -77,6 +78,15 @@ def tiny_overrides(task: dict[str, Path], out_dir: Path) -> list[str]:
         f"paths.output_dir={out_dir}",
         f"hydra.run.dir={out_dir}",
     ]
+
+
+def probs_for(labels: list[int], confidence: list[float], classes: int = 3) -> np.ndarray:
+    """Rows whose top class is ``labels[i]`` with probability ``confidence[i]``, the rest spread evenly."""
+    out = np.zeros((len(labels), classes))
+    for i, (label, conf) in enumerate(zip(labels, confidence)):
+        out[i] = (1 - conf) / (classes - 1)
+        out[i, label] = conf
+    return out
 
 
 def compose_config(overrides: list[str]) -> DictConfig:

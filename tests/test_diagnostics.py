@@ -19,17 +19,10 @@ from alpaca_lightning.selftrain.diagnostics import (
 )
 from alpaca_lightning.selftrain.plots import plot_class_counts, plot_confusion, plot_reliability, plot_rounds
 from alpaca_lightning.selftrain.run_report import write_round_plots, write_run_plot, write_run_report
+from tests.conftest import probs_for
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
-
-def probs_for(labels: list[int], confidence: list[float], classes: int = 3) -> np.ndarray:
-    """Rows whose top class is ``labels[i]`` with probability ``confidence[i]``, the rest spread evenly."""
-    out = np.zeros((len(labels), classes))
-    for i, (label, conf) in enumerate(zip(labels, confidence)):
-        out[i] = (1 - conf) / (classes - 1)
-        out[i, label] = conf
-    return out
 
 
 # --- calibration -------------------------------------------------------------------------------------------------

@@ -14,18 +14,12 @@ from alpaca_lightning.selftrain.filters import (
     SelectionContext,
     apply_filters,
 )
+from tests.conftest import probs_for
 
 
 def round_context(round_index: int = 1, classes: int = 3) -> SelectionContext:
     return SelectionContext(round_index, np.full(classes, 1.0 / classes))
 
-
-def probs_for(labels: list[int], confidence: list[float], classes: int = 3) -> np.ndarray:
-    out = np.zeros((len(labels), classes))
-    for i, (label, conf) in enumerate(zip(labels, confidence)):
-        out[i] = (1 - conf) / (classes - 1)
-        out[i, label] = conf
-    return out
 
 
 def test_confidence_threshold_keeps_confident_only() -> None:

@@ -31,7 +31,8 @@ def test_mean_averages_probabilities() -> None:
 
 
 def test_weighted_mean_uses_given_weights_or_validation_accuracy() -> None:
-    np.testing.assert_allclose(WeightedMeanFusion({"classifier": 3, "cloze": 1})(outputs(A, B)).probs, 0.75 * A + 0.25 * B)
+    given = WeightedMeanFusion({"classifier": 3, "cloze": 1})(outputs(A, B)).probs
+    np.testing.assert_allclose(given, 0.75 * A + 0.25 * B)
     # validation accuracy above chance (0.5 for 2 classes): 0.9 -> 0.4, 0.6 -> 0.1
     np.testing.assert_allclose(WeightedMeanFusion()(outputs(A, B, accs=(0.9, 0.6))).probs, 0.8 * A + 0.2 * B)
     # a teacher at chance gets no say

@@ -59,7 +59,8 @@ def test_pseudo_labels_sit_at_the_right_pool_indices(tiny_run) -> None:
     for k in (1, 2):
         folder = out / "rounds" / f"round_{k}"
         table = pd.read_csv(folder / "pseudo_labels.csv")
-        teacher = merge_shards(folder / "predictions" / "teachers" / "classifier" / "pool", world_size=1, expected_size=len(splits.pool))
+        shards = folder / "predictions" / "teachers" / "classifier" / "pool"
+        teacher = merge_shards(shards, world_size=1, expected_size=len(splits.pool))
         index = table["index"].to_numpy()
         assert len(np.unique(index)) == len(index) > 0
         np.testing.assert_array_equal(table["gold"].to_numpy(), splits.pool.labels[index])

@@ -20,7 +20,10 @@ from alpaca_lightning.selftrain.pseudo_labels import LabelUse, select_pseudo_lab
 from alpaca_lightning.selftrain.teachers import ClozeTeacher, NextSentenceTeacher, TeacherContext
 from tests.conftest import compose_config, tiny_overrides
 
-PROMPT = "task.prompt={pattern:'{text} it was {mask}.',verbalizers:[awful,great],label_sentences:['it was awful.','it was great.']}"
+PROMPT = (
+    "task.prompt={pattern:'{text} it was {mask}.',verbalizers:[awful,great],"
+    "label_sentences:['it was awful.','it was great.']}"
+)
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +32,7 @@ def fused_run(synthetic_task, tmp_path_factory):
     out = tmp_path_factory.mktemp("fused_run")
     overrides = [o for o in tiny_overrides(synthetic_task, out) if "class_balanced" not in o] + [PROMPT,
         "teachers=[classifier,cloze,nsp]", "fusion=agreement", "filters=[curriculum]", "selftrain.labels=soft",
-        "selftrain.temperature=0.5", "teachers.cloze.epochs=30", "teachers.nsp.epochs=30", "teachers.nsp.module.optimizer.lr=1e-2",
+        "selftrain.temperature=0.5", "teachers.cloze.epochs=30", "teachers.classifier.extra_seeds=1",
     ]
     cfg = compose_config(overrides)
     return cfg, out, run(cfg)
@@ -54,11 +57,28 @@ def test_prompt_teachers_train_once_and_predict_every_example(fused_run) -> None
     assert rounds[1]["teacher_cloze/pool_acc"] > 0.6
 
 
+def test_classifier_teacher_averages_its_seed_ensemble(fused_run) -> None:
+    cfg, out, _ = fused_run
+    assert (out / "teachers" / "classifier_seed1" / "model" / "COMPLETE").is_file()
+    pool_size = len(load_splits(cfg).pool)
+    shards = out / "rounds" / "round_1" / "predictions" / "teachers"
+    best, extra = (merge_shards(shards / name / "pool", 1, pool_size).probs for name in ("classifier", "classifier_seed1"))
+    assert not np.allclose(best, extra)  # two different models
+    table = pd.read_csv(out / "rounds" / "round_1" / "pseudo_labels.csv")
+    with np.load(out / "teachers" / "cloze" / "predictions.npz") as cloze, np.load(
+        out / "teachers" / "nsp" / "predictions.npz"
+    ) as nsp:
+        fused = ((best + extra) / 2 + cloze["pool"] + nsp["pool"]) / 3  # agreement = mean of the three teachers
+    np.testing.assert_allclose(table[["prob_neg", "prob_pos"]].to_numpy(), fused[table["index"]], rtol=1e-4)
+
+
 def test_agreement_fusion_keeps_only_unanimous_examples(fused_run) -> None:
     cfg, out, _ = fused_run
     pool_size = len(load_splits(cfg).pool)
     folder = out / "rounds" / "round_1"
-    tops = [merge_shards(folder / "predictions" / "teachers" / "classifier" / "pool", 1, pool_size).labels]
+    shards = folder / "predictions" / "teachers"
+    ensemble = [merge_shards(shards / name / "pool", 1, pool_size).probs for name in ("classifier", "classifier_seed1")]
+    tops = [np.mean(ensemble, axis=0).argmax(axis=1)]
     for name in ("cloze", "nsp"):
         with np.load(out / "teachers" / name / "predictions.npz") as saved:
             tops.append(saved["pool"].argmax(axis=1))
@@ -136,8 +156,10 @@ def test_cloze_rewrites_texts_so_truncation_keeps_the_mask(synthetic_task, minil
     long_text = " ".join(["word"] * 300)
     encoded = minilm_tokenizer(long_text, "It was [MASK].", truncation=True, max_length=32)
     assert encoded["input_ids"].count(minilm_tokenizer.mask_token_id) == 1
-    assert ClozeTeacher(module=None).verbalizer_ids(ctx) == minilm_tokenizer.convert_tokens_to_ids(["terrible", "great"])
-    prefix = ClozeTeacher(module=None).prompted_splits(_context(splits, minilm_tokenizer, {**prompt, "pattern": "{mask} news: {text}"}))
+    expected_ids = minilm_tokenizer.convert_tokens_to_ids(["terrible", "great"])
+    assert ClozeTeacher(module=None).verbalizer_ids(ctx) == expected_ids
+    prefix_prompt = {**prompt, "pattern": "{mask} news: {text}"}
+    prefix = ClozeTeacher(module=None).prompted_splits(_context(splits, minilm_tokenizer, prefix_prompt))
     assert prefix.pool.texts[0] == ("[MASK] news:", splits.pool.texts[0])
 
 

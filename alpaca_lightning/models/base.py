@@ -10,8 +10,9 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
+from transformers import AutoConfig
 
-from alpaca_lightning.errors import TrainingError
+from alpaca_lightning.errors import AlpacaError, TrainingError
 from alpaca_lightning.models import optim
 
 
@@ -92,3 +93,12 @@ class ClassifierModule(TransformerModule):
 def encoder_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The keys a transformers encoder takes; batches also carry index, labels, weights, ..."""
     return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+
+
+def require_next_sentence_head(model_path: str, what: str, fix: str) -> None:
+    """Next-sentence prediction exists for the BERT family only; say so before loading anything else."""
+    model_type = AutoConfig.from_pretrained(model_path).model_type
+    if model_type != "bert":
+        raise AlpacaError(
+            f"{what} needs a BERT-family encoder (next-sentence head); '{model_path}' is '{model_type}'. {fix}"
+        )

@@ -19,7 +19,9 @@ def parameter_groups(named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def linear_warmup_decay(optimizer: torch.optim.Optimizer, num_training_steps: int, warmup_ratio: float = 0.1) -> LambdaLR:
+def linear_warmup_decay(
+    optimizer: torch.optim.Optimizer, num_training_steps: int, warmup_ratio: float = 0.1
+) -> LambdaLR:
     """Linear warm-up over ``warmup_ratio`` of the steps, then linear decay to zero."""
     warmup = int(round(warmup_ratio * num_training_steps))
 

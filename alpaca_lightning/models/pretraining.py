@@ -10,11 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForMaskedLM, BertForPreTraining
+from transformers import AutoModelForMaskedLM, BertForPreTraining
 
 from alpaca_lightning.console import quiet_libraries
-from alpaca_lightning.errors import AlpacaError
-from alpaca_lightning.models.base import TransformerModule
+from alpaca_lightning.models.base import TransformerModule, require_next_sentence_head
 
 
 class SelfSupervisedModule(TransformerModule):
@@ -30,12 +29,7 @@ class SelfSupervisedModule(TransformerModule):
         quiet_libraries()
         self.uses_next_sentence = next_sentence
         if next_sentence:
-            model_type = AutoConfig.from_pretrained(model_path).model_type
-            if model_type != "bert":
-                raise AlpacaError(
-                    f"pretrain=mlm_nsp needs a BERT-family encoder (next-sentence head); '{model_path}' is "
-                    f"'{model_type}'. Use pretrain=mlm for this model."
-                )
+            require_next_sentence_head(model_path, "pretrain=mlm_nsp", "Use pretrain=mlm for this model.")
             self.model = BertForPreTraining.from_pretrained(model_path)
         else:
             self.model = AutoModelForMaskedLM.from_pretrained(model_path)

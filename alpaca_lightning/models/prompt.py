@@ -17,11 +17,11 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForMaskedLM, BertForNextSentencePrediction
+from transformers import AutoModelForMaskedLM, BertForNextSentencePrediction
 
 from alpaca_lightning.console import info, quiet_libraries
 from alpaca_lightning.errors import AlpacaError
-from alpaca_lightning.models.base import ClassifierModule, encoder_inputs
+from alpaca_lightning.models.base import ClassifierModule, encoder_inputs, require_next_sentence_head
 
 IS_NEXT = 0  # transformers' NSP convention: label 0 means "sentence B continues sentence A"
 
@@ -74,7 +74,9 @@ class ClozeClassifier(ClassifierModule):
             head = getattr(self.model, name, None)
             if head is not None:
                 return head(hidden)
-        raise AlpacaError(f"cloze teacher: no MLM head found on {type(self.model).__name__} (expected BERT or RoBERTa).")
+        raise AlpacaError(
+            f"cloze teacher: no MLM head found on {type(self.model).__name__} (expected the BERT or RoBERTa family)."
+        )
 
 
 class NextSentenceScorer(ClassifierModule):
@@ -90,12 +92,7 @@ class NextSentenceScorer(ClassifierModule):
     ) -> None:
         super().__init__(optimizer, scheduler, weight_decay, global_batch_size)
         quiet_libraries()
-        model_type = AutoConfig.from_pretrained(model_path).model_type
-        if model_type != "bert":
-            raise AlpacaError(
-                f"The NSP teacher needs a BERT-family encoder (next-sentence head); '{model_path}' is '{model_type}'. "
-                f"Drop 'nsp' from teachers=[...] for this model."
-            )
+        require_next_sentence_head(model_path, "The NSP teacher", "Drop 'nsp' from teachers=[...] for this model.")
         self.model = _load_with_report(BertForNextSentencePrediction.from_pretrained, model_path, "NSP teacher")
         self.model.train()
 

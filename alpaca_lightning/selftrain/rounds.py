@@ -114,7 +114,8 @@ class SelfTrainingLoop:
             if record is None:
                 break
             records.append(record)
-            if best is None or record[self.settings.monitor] > best[self.settings.monitor] + self.settings.min_improvement:
+            monitor = self.settings.monitor
+            if best is None or record[monitor] > best[monitor] + self.settings.min_improvement:
                 previous, best, stale = best, record, 0
                 if previous is not None:
                     self._discard_model(previous["round"])
@@ -183,7 +184,9 @@ class SelfTrainingLoop:
         record.update(prefixed("teacher", classification_metrics(Predictions(fused_val.probs), self.val_gold, "val")))
         record["pseudo/eligible"] = int(fused_pool.eligible.sum())
         record["pseudo/prior_distance"] = self._warn_if_skewed(k, selected, context.class_prior)
-        diagnostics = round_diagnostics(selected.labels, selected.gold, fused_val.probs, self.val_gold, self.label_names)
+        diagnostics = round_diagnostics(
+            selected.labels, selected.gold, fused_val.probs, self.val_gold, self.label_names
+        )
         record.update({key: none_if_nan(value) for key, value in diagnostics.items()})
         if is_global_zero():
             selected.save(folder / "pseudo_labels.csv", self.label_names)
@@ -192,7 +195,9 @@ class SelfTrainingLoop:
                               prior, k)
         return selected
 
-    def _teacher_outputs(self, teacher_dir: Path, folder: Path, record: dict[str, Any]) -> list[dict[str, TeacherOutput]]:
+    def _teacher_outputs(
+        self, teacher_dir: Path, folder: Path, record: dict[str, Any]
+    ) -> list[dict[str, TeacherOutput]]:
         """Each teacher's pool and validation probabilities, tagged with its validation accuracy."""
         outputs = []
         for teacher in self.teachers:
