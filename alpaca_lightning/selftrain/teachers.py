@@ -21,7 +21,7 @@ import numpy as np
 import pytorch_lightning as pl
 from transformers import PreTrainedTokenizerBase
 
-from alpaca_lightning.artifacts import atomic_directory, is_complete
+from alpaca_lightning.artifacts import atomic_directory, is_complete, mark_complete
 from alpaca_lightning.console import info
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
 from alpaca_lightning.data.splits import TaskSplits, TextSplit
@@ -165,7 +165,7 @@ class PromptTeacher(Teacher):
             tmp = folder / "predictions.tmp.npz"
             np.savez(tmp, **scores)
             tmp.replace(folder / "predictions.npz")
-            (folder / "COMPLETE").write_text("ok\n")
+            mark_complete(folder)
         barrier()
 
 
