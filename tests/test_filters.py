@@ -112,6 +112,6 @@ def test_skewed_selection_is_measured_and_reported(caplog) -> None:
     with caplog.at_level(logging.INFO, logger="alpaca_lightning"):
         distance = loop._warn_if_skewed(1, selected, np.full(4, 0.25))
     assert distance == pytest.approx(0.5 * (abs(302 / 329 - 0.25) + abs(26 / 329 - 0.25) + abs(1 / 329 - 0.25) + 0.25))
-    assert "302 Sports" in caplog.text and "distribution_alignment" in caplog.text
+    assert "302 Sports" in caplog.text and "filters=[class_balanced]" in caplog.text
     balanced = PseudoLabelSet(np.arange(8), np.arange(8) % 4, np.eye(4)[np.arange(8) % 4], -np.ones(8, dtype=int))
     assert loop._warn_if_skewed(1, balanced, np.full(4, 0.25)) == pytest.approx(0.0)
