@@ -37,7 +37,7 @@ def single_and_ddp(synthetic_task, tmp_path_factory):
 
 def test_ddp_predicts_each_pool_example_exactly_once(single_and_ddp) -> None:
     _, ddp = single_and_ddp
-    shards = ddp / "rounds" / "round_1" / "predictions" / "teachers" / "classifier" / "pool"
+    shards = ddp / "rounds" / "round_0" / "teacher_predictions" / "pool"  # round 1's teacher is round 0
     parts = [torch.load(shards / f"rank{r}-of-2.pt") for r in range(2)]
     assert all(len(p["index"]) > 0 for p in parts)  # both processes did real work
     index = torch.cat([p["index"] for p in parts])
@@ -75,6 +75,6 @@ def test_real_ddp_strategy_through_the_cli(synthetic_task, tmp_path) -> None:
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["rounds_run"] == 3
-    shards = tmp_path / "rounds" / "round_1" / "predictions" / "teachers" / "classifier" / "pool"
+    shards = tmp_path / "rounds" / "round_0" / "teacher_predictions" / "pool"
     assert sorted(p.name for p in shards.glob("*.pt")) == ["rank0-of-2.pt", "rank1-of-2.pt"]
     assert not list(tmp_path.glob(".pl_hydra*"))

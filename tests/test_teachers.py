@@ -61,8 +61,8 @@ def test_classifier_teacher_averages_its_seed_ensemble(fused_run) -> None:
     cfg, out, _ = fused_run
     assert (out / "teachers" / "classifier_seed1" / "model" / "COMPLETE").is_file()
     pool_size = len(load_splits(cfg).pool)
-    shards = out / "rounds" / "round_1" / "predictions" / "teachers"
-    best, extra = (merge_shards(shards / name / "pool", 1, pool_size).probs for name in ("classifier", "classifier_seed1"))
+    members = (out / "rounds" / "round_0", out / "teachers" / "classifier_seed1")  # round 1's teacher is round 0
+    best, extra = (merge_shards(m / "teacher_predictions" / "pool", 1, pool_size).probs for m in members)
     assert not np.allclose(best, extra)  # two different models
     table = pd.read_csv(out / "rounds" / "round_1" / "pseudo_labels.csv")
     with np.load(out / "teachers" / "cloze" / "predictions.npz") as cloze, np.load(
@@ -76,8 +76,8 @@ def test_agreement_fusion_keeps_only_unanimous_examples(fused_run) -> None:
     cfg, out, _ = fused_run
     pool_size = len(load_splits(cfg).pool)
     folder = out / "rounds" / "round_1"
-    shards = folder / "predictions" / "teachers"
-    ensemble = [merge_shards(shards / name / "pool", 1, pool_size).probs for name in ("classifier", "classifier_seed1")]
+    members = (out / "rounds" / "round_0", out / "teachers" / "classifier_seed1")
+    ensemble = [merge_shards(m / "teacher_predictions" / "pool", 1, pool_size).probs for m in members]
     tops = [np.mean(ensemble, axis=0).argmax(axis=1)]
     for name in ("cloze", "nsp"):
         with np.load(out / "teachers" / name / "predictions.npz") as saved:

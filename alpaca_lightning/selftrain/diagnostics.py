@@ -102,12 +102,6 @@ def per_class_precision(labels: np.ndarray, gold: np.ndarray, label_names: list[
     }
 
 
-def accuracy(probs: np.ndarray, gold: np.ndarray) -> float:
-    """Top-1 accuracy over rows with known gold; nan when none is known."""
-    _, correct = _confidence_and_correct(probs, gold)
-    return float(correct.mean()) if len(correct) else float("nan")
-
-
 def round_diagnostics(
     pseudo_labels: np.ndarray,
     pseudo_gold: np.ndarray,
@@ -116,12 +110,12 @@ def round_diagnostics(
     label_names: list[str],
 ) -> dict[str, float | int]:
     """Flat per-round metrics for the round record: per-class pseudo-label precision, and the teacher's
-    validation calibration (``teacher/val_ece``) and accuracy (``teacher/val_acc``) when validation data is given.
+    validation calibration (``teacher/val_ece``) when validation data is given.
 
-    Counts per class and the overall pseudo-label accuracy are computed elsewhere (``PseudoLabelSet.diagnostics``).
+    Counts per class, the overall pseudo-label accuracy and the teacher's accuracies are computed elsewhere
+    (``PseudoLabelSet.diagnostics``, ``classification_metrics``).
     """
     out: dict[str, float | int] = dict(per_class_precision(pseudo_labels, pseudo_gold, label_names))
     if teacher_val_probs is not None and val_gold is not None:
         out["teacher/val_ece"] = expected_calibration_error(teacher_val_probs, val_gold)
-        out["teacher/val_acc"] = accuracy(teacher_val_probs, val_gold)
     return out

@@ -19,6 +19,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
+from alpaca_lightning.distributed import barrier, is_global_zero
 
 
 @dataclass
@@ -99,6 +100,27 @@ def predict_split(
     trainer = make_trainer(callbacks=[ShardWriter(out_dir)])
     trainer.predict(module, datamodule=datamodule, return_predictions=False)
     return merge_shards(out_dir, trainer.world_size, expected)
+
+
+def predict_split_once(
+    make_module: Callable[[], pl.LightningModule],
+    datamodule: SelfTrainingDataModule,
+    split: str,
+    make_trainer: Callable[..., pl.Trainer],
+    out_dir: Path,
+) -> Predictions:
+    """``predict_split`` for a model that no longer changes (a teacher): the merged probabilities are kept in
+    ``out_dir/probs.npy``, so a teacher that stays the best for several rounds predicts the pool once. The module is
+    only built when there is something to predict."""
+    saved = Path(out_dir) / "probs.npy"
+    if not saved.is_file():
+        predictions = predict_split(make_module(), datamodule, split, make_trainer, out_dir)
+        if is_global_zero():
+            tmp = saved.with_name("probs.tmp.npy")
+            np.save(tmp, predictions.probs)
+            tmp.replace(saved)
+        barrier()
+    return Predictions(np.load(saved))
 
 
 def classification_metrics(predictions: Predictions, gold: np.ndarray, prefix: str) -> dict[str, Any]:

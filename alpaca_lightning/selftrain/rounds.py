@@ -201,7 +201,7 @@ class SelfTrainingLoop:
         """Each teacher's pool and validation probabilities, tagged with its validation accuracy."""
         outputs = []
         for teacher in self.teachers:
-            predictions = teacher.predict(self.teacher_context, teacher_dir, folder / "predictions" / "teachers")
+            predictions = teacher.predict(self.teacher_context, teacher_dir)
             val = classification_metrics(predictions["validation"], self.val_gold, "val")
             record.update(prefixed(f"teacher_{teacher.name}", val))
             record.update(

@@ -29,7 +29,7 @@ from alpaca_lightning.distributed import barrier, is_global_zero
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.base import ClassifierModule
 from alpaca_lightning.models.prompt import IS_NEXT
-from alpaca_lightning.selftrain.prediction import Predictions, predict_split
+from alpaca_lightning.selftrain.prediction import Predictions, predict_split, predict_split_once
 from alpaca_lightning.trainer import TrainerFactory
 
 TEACHER_SPLITS = ("pool", "validation")
@@ -56,9 +56,8 @@ class TeacherContext:
 class Teacher:
     name = "teacher"
 
-    def predict(self, ctx: TeacherContext, best_model: Path, out_dir: Path) -> dict[str, Predictions]:
-        """Class probabilities for each of TEACHER_SPLITS. ``best_model``: the best round's model folder;
-        ``out_dir``: where this round's prediction shards may go."""
+    def predict(self, ctx: TeacherContext, best_model: Path) -> dict[str, Predictions]:
+        """Class probabilities for each of TEACHER_SPLITS; ``best_model`` is the best round's model folder."""
         raise NotImplementedError
 
 
@@ -71,15 +70,15 @@ class ClassifierTeacher(Teacher):
     def __init__(self, extra_seeds: int = 0) -> None:
         self.extra_seeds = extra_seeds
 
-    def predict(self, ctx: TeacherContext, best_model: Path, out_dir: Path) -> dict[str, Predictions]:
-        members = {"classifier": best_model}
-        members.update({f"classifier_seed{j}": self._extra_member(ctx, j) for j in range(1, self.extra_seeds + 1)})
+    def predict(self, ctx: TeacherContext, best_model: Path) -> dict[str, Predictions]:
+        members = [best_model] + [self._extra_member(ctx, j) for j in range(1, self.extra_seeds + 1)]
         out: dict[str, Predictions] = {}
         for split in TEACHER_SPLITS:
+            # Each member's predictions sit beside its model (<round>/teacher_predictions/<split>), made once.
             probs = [
-                predict_split(ctx.make_classifier(str(model)), ctx.datamodule, split, ctx.trainers.predict,
-                              out_dir / name / split).probs
-                for name, model in members.items()
+                predict_split_once(lambda m=model: ctx.make_classifier(str(m)), ctx.datamodule, split,
+                                   ctx.trainers.predict, model.parent / "teacher_predictions" / split).probs
+                for model in members
             ]
             out[split] = Predictions(np.mean(probs, axis=0))
         return out
@@ -140,7 +139,7 @@ class PromptTeacher(Teacher):
             )
         return prompt
 
-    def predict(self, ctx: TeacherContext, best_model: Path, out_dir: Path) -> dict[str, Predictions]:
+    def predict(self, ctx: TeacherContext, best_model: Path) -> dict[str, Predictions]:
         folder = ctx.run_dir / "teachers" / self.name
         cached = folder / "predictions.npz"
         if not is_complete(folder):
