@@ -220,10 +220,9 @@ class SelfTrainingLoop:
         Capping classes (distribution_alignment) does not bring missing classes back; a per-class top-k does."""
         if len(selected) == 0:
             return float("nan")
-        shares = np.bincount(selected.labels, minlength=len(prior)) / len(selected)
-        distance = float(0.5 * np.abs(shares - prior).sum())
+        counts = np.bincount(selected.labels, minlength=len(prior))
+        distance = float(0.5 * np.abs(counts / len(selected) - prior).sum())
         if distance > 0.3:
-            counts = np.bincount(selected.labels, minlength=len(prior))
             histogram = ", ".join(f"{count} {name}" for name, count in zip(self.label_names, counts))
             info(
                 f"round {k}: the pseudo-labels are skewed against the labelled class prior ({histogram}; distance "

@@ -90,7 +90,8 @@ class ClassifierTeacher(Teacher):
             return model_dir
         ctx.datamodule.start_round(0)  # labelled only; the round loop installs its pseudo-labels afterwards
         module = ctx.make_classifier(ctx.backbone_path)
-        fit_once(module, ctx, ctx.datamodule, f"teacher_classifier_seed{j}", ctx.seed + 1000 * j, ctx.supervised_epochs)
+        stage, seed = f"teacher_classifier_seed{j}", ctx.seed + 1000 * j
+        fit_on_labelled(module, ctx, ctx.datamodule, stage, seed, ctx.supervised_epochs)
         if is_global_zero():
             with atomic_directory(model_dir) as tmp:
                 module.save_pretrained(tmp)
@@ -98,7 +99,7 @@ class ClassifierTeacher(Teacher):
         return model_dir
 
 
-def fit_once(
+def fit_on_labelled(
     module: ClassifierModule, ctx: TeacherContext, datamodule: SelfTrainingDataModule, stage: str, seed: int,
     epochs: int,
 ) -> None:
@@ -153,7 +154,7 @@ class PromptTeacher(Teacher):
         datamodule.start_round(0)
         module = self.build_module(ctx)
         epochs = self.epochs if self.epochs is not None else ctx.supervised_epochs
-        fit_once(module, ctx, datamodule, f"teacher_{self.name}", ctx.seed, epochs)
+        fit_on_labelled(module, ctx, datamodule, f"teacher_{self.name}", ctx.seed, epochs)
         scores = {}
         for split in TEACHER_SPLITS:
             probs = predict_split(module, datamodule, split, ctx.trainers.predict, folder / "shards" / split).probs
