@@ -1,7 +1,7 @@
 """One run of the method, from a composed config to results.json.
 
-config -> run folder (resolved config, seed, versions, commit) -> splits -> backbone -> [self-supervised stage]
--> rounds (supervised round 0, then pseudo-label rounds) -> results.json, rounds table, summary
+config -> run folder (resolved config, seed, versions, commit) -> splits (pool labels hidden) -> backbone ->
+round-0 stages (stages=[...]) -> rounds (supervised round 0, then pseudo-label rounds) -> results.json, report
 """
 
 from __future__ import annotations
@@ -16,19 +16,20 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from alpaca_lightning.console import info, quiet_libraries
+from alpaca_lightning.context import RunContext, hide_pool_labels, task_text
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
 from alpaca_lightning.data.splits import TaskSpec, TaskSplits, build_splits
 from alpaca_lightning.distributed import is_global_zero
 from alpaca_lightning.errors import AlpacaError, DataError
 from alpaca_lightning.loggers import LoggerFactory
 from alpaca_lightning.models.backbone import load_tokenizer
-from alpaca_lightning.models.classifier import SequenceClassifier
-from alpaca_lightning.pretrain import run_pretraining
+from alpaca_lightning.models.base import ClassifierModule
 from alpaca_lightning.run_info import save_run_info
 from alpaca_lightning.selftrain.report import build_results, print_summary, write_outputs
 from alpaca_lightning.selftrain.rounds import RoundSettings, SelfTrainingLoop
 from alpaca_lightning.selftrain.run_report import write_run_plot, write_run_report
-from alpaca_lightning.selftrain.teachers import Teacher, TeacherContext
+from alpaca_lightning.selftrain.teachers import Teacher
+from alpaca_lightning.stages import Stage, run_stages
 from alpaca_lightning.trainer import TrainerFactory
 
 
@@ -51,11 +52,20 @@ def load_splits(cfg: DictConfig) -> TaskSplits:
     return splits
 
 
+def instantiate_list(group: DictConfig | None) -> list[Any]:
+    """A config group selected as a list (teachers=[a,b], filters=[...], losses=[...], stages=[...])."""
+    return [instantiate(item) for item in (group or {}).values()]
+
+
 def build_teachers(cfg: DictConfig) -> list[Teacher]:
-    teachers = [instantiate(t) for t in (cfg.teachers or {}).values()]
+    teachers = instantiate_list(cfg.teachers)
     if not teachers and cfg.selftrain.max_rounds > 0:
         raise AlpacaError("teachers=[] leaves no teacher to pseudo-label the pool; use teachers=[classifier] at least.")
     return teachers
+
+
+def build_settings(cfg: DictConfig) -> RoundSettings:
+    return RoundSettings(**OmegaConf.to_container(cfg.selftrain, resolve=True))
 
 
 def check_complete(cfg: DictConfig) -> None:
@@ -67,8 +77,36 @@ def check_complete(cfg: DictConfig) -> None:
         )
 
 
+def build_context(cfg: DictConfig, splits: TaskSplits, run_dir: Path) -> RunContext:
+    """Backbone, tokenizer, trainers and the factories that every stage, teacher and round uses."""
+    backbone_path = instantiate(cfg.model.backbone).materialize(run_dir, task_text(splits), cfg.seed)
+    tokenizer = load_tokenizer(backbone_path)
+    trainers = TrainerFactory(cfg.hardware, cfg.trainer, LoggerFactory(cfg.get("logger")), run_dir)
+    # Objects go in through a partial: Hydra would try to turn keyword arguments into config nodes.
+    data_partial = instantiate(cfg.data, _partial_=True)
+    classifier_partial = instantiate(
+        cfg.model.classifier, num_labels=len(splits.label_names), global_batch_size=cfg.data.batch_size
+    )
+    losses = instantiate_list(cfg.losses)
+
+    def make_datamodule(task_splits: TaskSplits) -> SelfTrainingDataModule:
+        return data_partial(splits=task_splits, tokenizer=tokenizer, seed=cfg.seed)
+
+    def make_classifier(path: str) -> ClassifierModule:
+        return classifier_partial(model_path=path, losses=losses)
+
+    return RunContext(
+        splits=splits, datamodule=make_datamodule(splits), make_datamodule=make_datamodule,
+        make_classifier=make_classifier, trainers=trainers, tokenizer=tokenizer, encoder_path=backbone_path,
+        run_dir=run_dir, seed=cfg.seed, supervised_epochs=cfg.selftrain.supervised_epochs,
+        global_batch_size=cfg.data.batch_size,
+        prompt=OmegaConf.to_container(cfg.task.prompt, resolve=True) if cfg.task.get("prompt") else None,
+    )
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     check_complete(cfg)
+    settings = build_settings(cfg)  # config errors surface before any data is read
     start = time.time()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     quiet_libraries()
@@ -78,61 +116,23 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         save_run_info(cfg, run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    splits = load_splits(cfg)
+    splits, hidden = hide_pool_labels(load_splits(cfg))
     info(f"task '{cfg.task.name}' splits: {splits.sizes()}")
-    own_text = [t if isinstance(t, str) else " ".join(t) for t in splits.labelled.texts + splits.pool.texts]
-    backbone_path = instantiate(cfg.model.backbone).materialize(run_dir, own_text, cfg.seed)
-    tokenizer = load_tokenizer(backbone_path)
+    ctx = build_context(cfg, splits, run_dir)
+    teachers = build_teachers(cfg)
+    for teacher in teachers:
+        teacher.check(ctx)
+    stages: list[Stage] = instantiate_list(cfg.stages)
+    ctx = run_stages(stages, ctx)
 
-    make_loggers = LoggerFactory(cfg.get("logger"))
-    trainers = TrainerFactory(cfg.hardware, cfg.trainer, make_loggers, run_dir)
-
-    if cfg.pretrain.get("module") is not None:
-        backbone_path = run_pretraining(
-            make_module=instantiate(cfg.pretrain.module), data_kwargs=dict(cfg.pretrain.data), texts=own_text,
-            tokenizer=tokenizer, backbone_path=backbone_path, trainers=trainers, run_dir=run_dir, seed=cfg.seed,
-            max_epochs=cfg.pretrain.max_epochs, max_steps=cfg.pretrain.max_steps,
-        )
-
-    # Objects go in through a partial: Hydra would try to turn keyword arguments into config nodes.
-    data_partial = instantiate(cfg.data, _partial_=True)
-
-    def make_datamodule(task_splits: TaskSplits) -> SelfTrainingDataModule:
-        return data_partial(splits=task_splits, tokenizer=tokenizer, seed=cfg.seed)
-
-    datamodule = make_datamodule(splits)
-    classifier_partial = instantiate(
-        cfg.model.classifier, num_labels=len(splits.label_names), global_batch_size=cfg.data.batch_size
-    )
-
-    def make_classifier(path: str) -> SequenceClassifier:
-        return classifier_partial(model_path=path)
-
-    teacher_context = TeacherContext(
-        splits=splits, datamodule=datamodule, make_datamodule=make_datamodule, make_classifier=make_classifier,
-        trainers=trainers, tokenizer=tokenizer, backbone_path=backbone_path, run_dir=run_dir, seed=cfg.seed,
-        supervised_epochs=cfg.selftrain.supervised_epochs, global_batch_size=cfg.data.batch_size,
-        prompt=OmegaConf.to_container(cfg.task.prompt, resolve=True) if cfg.task.get("prompt") else None,
-    )
     loop = SelfTrainingLoop(
-        datamodule=datamodule,
-        make_classifier=make_classifier,
-        trainers=trainers,
-        teachers=build_teachers(cfg),
-        fusion=instantiate(cfg.fusion),
-        teacher_context=teacher_context,
-        filters=[instantiate(f) for f in (cfg.filters or {}).values()],
-        settings=RoundSettings(**cfg.selftrain),
-        run_dir=run_dir,
-        backbone_path=backbone_path,
-        tokenizer=tokenizer,
-        seed=cfg.seed,
-        round_loggers=make_loggers("rounds") if is_global_zero() else [],
+        ctx, teachers, instantiate(cfg.fusion), instantiate_list(cfg.filters), settings, hidden,
+        round_loggers=ctx.trainers.make_loggers("rounds") if is_global_zero() else [],
     )
-    records = loop.run()
+    records = [r.to_dict() for r in loop.run()]
     results = build_results(
         records, loop.stop_reason,
-        {"task": cfg.task.name, "seed": cfg.seed, "monitor": cfg.selftrain.monitor, "splits": splits.sizes(),
+        {"task": cfg.task.name, "seed": cfg.seed, "monitor": settings.monitor, "splits": splits.sizes(),
          "wall_time_s": round(time.time() - start, 1)},
     )
     results["best_model"] = str(loop.round_dir(results["best_round"]) / "model")

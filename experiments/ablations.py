@@ -61,7 +61,7 @@ VARIANTS: dict[str, list[str]] = {
     "filter=curriculum": ["filters=[curriculum]"],
     "labels=soft": ["selftrain.labels=soft"],
     "teachers=fused": ["teachers=[classifier,cloze,nsp]"],
-    "pretrain=mlm_nsp": ["pretrain=mlm_nsp"],
+    "stages=[mlm_nsp]": ["stages=[mlm_nsp]"],
 }
 REFERENCE = "default"  # its round 0 (supervised only) is the dashed line of the plot
 

@@ -119,7 +119,9 @@ def test_datamodule_serves_labelled_and_pseudo_labels_only(tmp_path, rows) -> No
     served = [train[i] for i in range(len(train))]
     assert [s["labels"] for s in served[8:]] == fake.tolist()
     assert [s["index"] for s in served[8:]] == positions.tolist()
-    batch = next(iter(dm.train_dataloader()))
+    streams, _, _ = next(iter(dm.train_dataloader()))
+    assert list(streams) == ["train"]  # no trainer: the default loss's stream only
+    batch = streams["train"]
     assert batch["input_ids"].shape[1] == batch["attention_mask"].sum(1).max()  # padded to the batch, not max_length
     first = dm.encoded["pool"]
     dm.start_round(2, positions[:1], fake[:1])

@@ -103,15 +103,14 @@ def test_skewed_selection_is_measured_and_reported(caplog) -> None:
     import logging
 
     from alpaca_lightning.selftrain.pseudo_labels import PseudoLabelSet
-    from alpaca_lightning.selftrain.rounds import SelfTrainingLoop
+    from alpaca_lightning.selftrain.rounds import warn_if_skewed
 
-    loop = SelfTrainingLoop.__new__(SelfTrainingLoop)  # only the label names are needed here
-    loop.label_names = ["World", "Sports", "Business", "Sci/Tech"]
+    names = ["World", "Sports", "Business", "Sci/Tech"]
     labels = np.array([1] * 302 + [0] * 26 + [2])
     selected = PseudoLabelSet(np.arange(len(labels)), labels, np.eye(4)[labels], -np.ones(len(labels), dtype=int))
     with caplog.at_level(logging.INFO, logger="alpaca_lightning"):
-        distance = loop._warn_if_skewed(1, selected, np.full(4, 0.25))
+        distance = warn_if_skewed(1, selected, np.full(4, 0.25), names)
     assert distance == pytest.approx(0.5 * (abs(302 / 329 - 0.25) + abs(26 / 329 - 0.25) + abs(1 / 329 - 0.25) + 0.25))
     assert "302 Sports" in caplog.text and "filters=[class_balanced]" in caplog.text
     balanced = PseudoLabelSet(np.arange(8), np.arange(8) % 4, np.eye(4)[np.arange(8) % 4], -np.ones(8, dtype=int))
-    assert loop._warn_if_skewed(1, balanced, np.full(4, 0.25)) == pytest.approx(0.0)
+    assert warn_if_skewed(1, balanced, np.full(4, 0.25), names) == pytest.approx(0.0)

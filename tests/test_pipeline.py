@@ -60,9 +60,9 @@ def test_pseudo_labels_sit_at_the_right_pool_indices(tiny_run) -> None:
         folder = out / "rounds" / f"round_{k}"
         table = pd.read_csv(folder / "pseudo_labels.csv")
         teacher_round = json.loads((folder / "metrics.json").read_text())["teacher_round"]
-        shards = out / "rounds" / f"round_{teacher_round}" / "teacher_predictions" / "pool"  # made once per teacher
-        teacher = merge_shards(shards, world_size=1, expected_size=len(splits.pool))
-        np.testing.assert_array_equal(np.load(shards / "probs.npy"), teacher.probs)
+        predictions = out / "rounds" / f"round_{teacher_round}" / "teacher_predictions"  # made once per teacher
+        teacher = merge_shards(predictions / ".pool.shards", world_size=1, expected_size=len(splits.pool))
+        np.testing.assert_array_equal(np.load(predictions / "pool" / "probs.npy"), teacher.probs)
         index = table["index"].to_numpy()
         assert len(np.unique(index)) == len(index) > 0
         np.testing.assert_array_equal(table["gold"].to_numpy(), splits.pool.labels[index])
@@ -147,11 +147,16 @@ def test_unset_mandatory_values_are_listed(tmp_path) -> None:
 def test_a_teacher_predicts_once_and_is_then_reused(tmp_path) -> None:
     from alpaca_lightning.selftrain.prediction import predict_split_once
 
+    from alpaca_lightning.artifacts import mark_complete
+
     saved = np.array([[0.2, 0.8], [0.9, 0.1]], dtype=np.float32)
     np.save(tmp_path / "probs.npy", saved)
 
     def must_not_build():
         raise AssertionError("the teacher was rebuilt although its predictions were saved")
 
+    with pytest.raises(AssertionError, match="rebuilt"):  # no COMPLETE marker: a possibly partial file, not trusted
+        predict_split_once(must_not_build, None, "pool", None, tmp_path)
+    mark_complete(tmp_path)
     again = predict_split_once(must_not_build, None, "pool", None, tmp_path)
     np.testing.assert_array_equal(again.probs, saved)

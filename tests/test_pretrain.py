@@ -29,12 +29,12 @@ def test_nsp_pairs_come_from_consecutive_segments_with_random_negatives() -> Non
 @pytest.mark.parametrize("stage", ["mlm", "mlm_nsp"])
 def test_pretraining_lowers_loss_and_hands_over_the_encoder(stage, synthetic_task, tmp_path) -> None:
     overrides = tiny_overrides(synthetic_task, tmp_path) + [
-        f"pretrain={stage}", "pretrain.max_epochs=3", "pretrain.module.optimizer.lr=3e-3",
-        "pretrain.data.batch_size=16", "pretrain.data.mlm_probability=0.3", "selftrain.max_rounds=0",
+        f"stages=[{stage}]", f"stages.{stage}.max_epochs=3", f"stages.{stage}.module.optimizer.lr=3e-3",
+        f"stages.{stage}.data.batch_size=16", f"stages.{stage}.data.mlm_probability=0.3", "selftrain.max_rounds=0",
     ]
     run(compose_config(overrides))
-    encoder = tmp_path / "pretrain" / "encoder"
-    metrics = json.loads((encoder / "pretrain_metrics.json").read_text())
+    encoder = tmp_path / "stages" / f"0_{stage}"
+    metrics = json.loads((encoder / "stage_metrics.json").read_text())
     assert metrics["loss_after"] < 0.9 * metrics["loss_before"], metrics
     pretrained = load_file(str(encoder / "model.safetensors"))
     original = load_file(str(tmp_path / "backbone" / "model.safetensors"))

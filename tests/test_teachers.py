@@ -15,9 +15,9 @@ from alpaca_lightning.models.prompt import IS_NEXT
 from alpaca_lightning.pipeline import load_splits, run
 from alpaca_lightning.selftrain.filters import SelectionContext
 from alpaca_lightning.selftrain.fusion import Fused
-from alpaca_lightning.selftrain.prediction import merge_shards
 from alpaca_lightning.selftrain.pseudo_labels import LabelUse, select_pseudo_labels
-from alpaca_lightning.selftrain.teachers import ClozeTeacher, NextSentenceTeacher, TeacherContext
+from alpaca_lightning.context import RunContext
+from alpaca_lightning.selftrain.teachers import ClozeTeacher, NextSentenceTeacher
 from tests.conftest import compose_config, tiny_overrides
 
 PROMPT = (
@@ -62,7 +62,7 @@ def test_classifier_teacher_averages_its_seed_ensemble(fused_run) -> None:
     assert (out / "teachers" / "classifier_seed1" / "model" / "COMPLETE").is_file()
     pool_size = len(load_splits(cfg).pool)
     members = (out / "rounds" / "round_0", out / "teachers" / "classifier_seed1")  # round 1's teacher is round 0
-    best, extra = (merge_shards(m / "teacher_predictions" / "pool", 1, pool_size).probs for m in members)
+    best, extra = (np.load(m / "teacher_predictions" / "pool" / "probs.npy") for m in members)
     assert not np.allclose(best, extra)  # two different models
     table = pd.read_csv(out / "rounds" / "round_1" / "pseudo_labels.csv")
     with np.load(out / "teachers" / "cloze" / "predictions.npz") as cloze, np.load(
@@ -77,7 +77,7 @@ def test_agreement_fusion_keeps_only_unanimous_examples(fused_run) -> None:
     pool_size = len(load_splits(cfg).pool)
     folder = out / "rounds" / "round_1"
     members = (out / "rounds" / "round_0", out / "teachers" / "classifier_seed1")
-    ensemble = [merge_shards(m / "teacher_predictions" / "pool", 1, pool_size).probs for m in members]
+    ensemble = [np.load(m / "teacher_predictions" / "pool" / "probs.npy") for m in members]
     tops = [np.mean(ensemble, axis=0).argmax(axis=1)]
     for name in ("cloze", "nsp"):
         with np.load(out / "teachers" / name / "predictions.npz") as saved:
@@ -127,15 +127,15 @@ def test_soft_loss_with_one_hot_targets_equals_hard_loss(synthetic_task, tmp_pat
         "weights": torch.ones(2),
     }
     module.eval()
-    hard = module.training_step(batch, 0)
-    soft = module.training_step({**batch, "targets": torch.eye(2)[batch["labels"]]}, 0)
+    hard = module.training_step({"train": batch}, 0)
+    soft = module.training_step({"train": {**batch, "targets": torch.eye(2)[batch["labels"]]}}, 0)
     torch.testing.assert_close(hard, soft)
 
 
-def _context(splits, tokenizer, prompt) -> TeacherContext:
-    return TeacherContext(
+def _context(splits, tokenizer, prompt) -> RunContext:
+    return RunContext(
         splits=splits, datamodule=None, make_datamodule=None, make_classifier=None, trainers=None,
-        tokenizer=tokenizer, backbone_path="", run_dir=None, seed=0, supervised_epochs=1, global_batch_size=8,
+        tokenizer=tokenizer, encoder_path="", run_dir=None, seed=0, supervised_epochs=1, global_batch_size=8,
         prompt=prompt,
     )
 

@@ -20,6 +20,8 @@ class GlobalBatchSampler:
     With ``group_by_length``, examples are shuffled, cut into chunks of ``50 * batch_size``, sorted by length inside
     each chunk and batched, then the batch order is shuffled: little padding, still random.
     A trailing batch smaller than half a batch is merged into the previous one, so no rank ever gets an empty slice.
+    ``num_batches`` fixes the number of batches per epoch (cycling through reshuffled passes as needed): a side
+    stream such as the unlabelled pool then gives exactly one batch per training batch.
     """
 
     chunk_batches = 50
@@ -32,6 +34,7 @@ class GlobalBatchSampler:
         group_by_length: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        num_batches: int | None = None,
     ) -> None:
         if global_batch_size % world_size:
             raise ValueError(
@@ -46,6 +49,7 @@ class GlobalBatchSampler:
         self.group_by_length = group_by_length
         self.rank = rank
         self.world_size = world_size
+        self.num_batches = num_batches
         self.epoch = 0
         # Lightning calls set_epoch on `batch_sampler.sampler`; point it here.
         self.sampler = self
@@ -54,7 +58,17 @@ class GlobalBatchSampler:
         self.epoch = epoch
 
     def global_batches(self) -> list[np.ndarray]:
-        rng = np.random.default_rng([self.seed, self.epoch])
+        if self.num_batches is None:
+            return self._one_pass(0)
+        batches: list[np.ndarray] = []
+        passes = 0
+        while len(batches) < self.num_batches:
+            batches += self._one_pass(passes)
+            passes += 1
+        return batches[: self.num_batches]
+
+    def _one_pass(self, pass_index: int) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, self.epoch, pass_index])
         order = rng.permutation(len(self.lengths))
         size = self.global_batch_size
         if self.group_by_length:

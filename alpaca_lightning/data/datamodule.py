@@ -1,9 +1,11 @@
 """The DataModule owns the data state of a self-training run.
 
-It tokenizes every split once, serves labelled ∪ current pseudo-labelled examples for training, and serves any
-split for prediction with each batch carrying dataset indices. ``start_round`` installs a new pseudo-label set at a
-round boundary. The pool's gold labels never reach a training batch: training labels come only from the labelled
-set and from the installed pseudo-labels.
+It tokenizes every split once and serves training data as named streams (``STREAMS``): ``train`` is labelled ∪
+the current pseudo-labelled examples, ``pool`` the unlabelled texts (for consistency losses). A training batch is
+a dict of the streams that the module being trained asks for (``module.streams``); the ``train`` stream sets the
+epoch and every other stream gives one batch per ``train`` batch. Any split is served for prediction with each
+batch carrying dataset indices. ``start_round`` installs a new pseudo-label set at a round boundary. Training labels
+come only from the labelled set and from the installed pseudo-labels (the pipeline hides the pool's gold labels).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import CombinedLoader
 from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase
 
@@ -21,6 +24,7 @@ from alpaca_lightning.data.splits import TaskSplits, TextSplit
 from alpaca_lightning.errors import DataError
 
 SPLITS = ("labelled", "pool", "validation", "test")
+STREAMS = ("train", "pool")
 
 
 @dataclass
@@ -189,16 +193,38 @@ class SelfTrainingDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def train_dataloader(self) -> DataLoader:
+    def requested_streams(self) -> list[str]:
+        module = getattr(getattr(self, "trainer", None), "lightning_module", None)
+        streams = list(getattr(module, "streams", ["train"]))
+        unknown = sorted(set(streams) - set(STREAMS))
+        if unknown:
+            raise DataError(f"Unknown data stream(s) {unknown} asked for by a loss; the DataModule serves {STREAMS}.")
+        return streams
+
+    def stream_dataset(self, stream: str) -> Dataset:
+        if stream == "train":
+            return self.training_set()
+        return self.prediction_set("pool")  # texts and indices only: the pool's labels are never served
+
+    def train_dataloader(self) -> CombinedLoader:
         dataset = self.training_set()
         if len(dataset) == 0:
             raise DataError("The training set is empty: no labelled examples and no pseudo-labels.")
         rank, world = self._rank_and_world()
-        sampler = GlobalBatchSampler(
-            dataset.lengths, self.batch_size, seed=self.seed + 1000 * self.round_index,
-            group_by_length=self.group_by_length, rank=rank, world_size=world,
-        )
-        return DataLoader(dataset, batch_sampler=sampler, collate_fn=self.collator, num_workers=self.num_workers)
+        num_batches = None
+        loaders = {}
+        for stream in ["train"] + [s for s in self.requested_streams() if s != "train"]:
+            data = self.stream_dataset(stream)
+            if len(data) == 0:
+                raise DataError(f"The '{stream}' data stream is empty (a loss needs it); drop that loss or add data.")
+            sampler = GlobalBatchSampler(
+                data.lengths, self.batch_size, seed=self.seed + 1000 * self.round_index + STREAMS.index(stream),
+                group_by_length=self.group_by_length, rank=rank, world_size=world, num_batches=num_batches,
+            )
+            num_batches = num_batches or len(sampler)  # side streams follow the train stream's epoch
+            loaders[stream] = DataLoader(data, batch_sampler=sampler, collate_fn=self.collator,
+                                         num_workers=self.num_workers)
+        return CombinedLoader(loaders, mode="min_size")
 
     def predict_dataloader(self) -> DataLoader:
         dataset = self.prediction_set(self.predict_split)

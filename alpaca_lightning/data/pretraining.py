@@ -96,7 +96,7 @@ class PretrainDataModule(pl.LightningDataModule):
             return [{k: enc[k][i] for k in enc.keys()} for i in range(len(texts))]
         pairs = build_nsp_pairs(texts, seed)
         if not pairs:
-            raise ValueError("No text has two segments to build next-sentence pairs from; use pretrain=mlm.")
+            raise ValueError("No text has two segments to build next-sentence pairs from; use stages=[mlm].")
         first, second, labels = zip(*pairs)
         enc = self.tokenizer(list(first), list(second), truncation=True, max_length=max_length)
         return [{**{k: enc[k][i] for k in enc.keys()}, "next_sentence_label": labels[i]} for i in range(len(pairs))]

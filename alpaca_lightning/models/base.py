@@ -3,17 +3,17 @@ configuration, a non-finite-loss guard and saving in ``from_pretrained`` format 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from transformers import AutoConfig
 
 from alpaca_lightning.errors import AlpacaError, TrainingError
 from alpaca_lightning.models import optim
+from alpaca_lightning.models.losses import Loss, Supervised
 
 
 class TransformerModule(pl.LightningModule):
@@ -57,10 +57,10 @@ class ClassifierModule(TransformerModule):
     """What every class-scoring module shares (the classifier, the cloze and the NSP teachers): a subclass gives
     ``forward(batch) -> logits``; training and prediction are the same for all of them.
 
-    The loss of a batch is the weighted sum of per-example losses divided by the *nominal* per-device batch size
+    A training batch is a dict of streams (``{"train": ..., "pool": ...}``, see models/losses.py); the loss is the
+    weighted sum of each loss's per-example values over its stream, divided by the *nominal* per-device batch size
     (global batch size / processes). DDP averages gradients over processes, so every step optimises the same global
-    objective on 1 or N processes; a full batch gives exactly the mean. A batch with ``targets`` (class
-    distributions: soft pseudo-labels) is trained by cross-entropy against them; otherwise against ``labels``.
+    objective on 1 or N processes; a full batch of the default loss gives exactly the mean cross-entropy.
     """
 
     def __init__(
@@ -69,21 +69,27 @@ class ClassifierModule(TransformerModule):
         scheduler: Callable[..., Any] | None = None,
         weight_decay: float = 0.01,
         global_batch_size: int = 16,
+        losses: Sequence[Loss] | None = None,
     ) -> None:
         super().__init__(optimizer, scheduler, weight_decay)
         self.global_batch_size = global_batch_size
+        self.losses = list(losses) if losses else [Supervised()]
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(batch).float()
-        if "targets" in batch:
-            per_example = -(batch["targets"].float() * torch.log_softmax(logits, dim=-1)).sum(-1)
-        else:
-            per_example = F.cross_entropy(logits, batch["labels"], reduction="none")
-        per_example = per_example * batch["weights"].float()
+    @property
+    def streams(self) -> list[str]:
+        """The data streams this module's losses read; the DataModule serves exactly these."""
+        return sorted({loss.stream for loss in self.losses})
+
+    def training_step(self, batch: dict[str, dict[str, torch.Tensor]], batch_idx: int) -> torch.Tensor:
         per_device = self.global_batch_size / self.trainer.world_size
-        loss = self.check_finite(per_example.sum() / per_device)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(per_example))
-        return loss
+        total = torch.zeros((), device=self.device)
+        for loss in self.losses:
+            term = loss.per_example(self, batch[loss.stream]).sum() / per_device
+            self.log(f"train/{loss.name}", term.detach(), batch_size=len(batch[loss.stream]["input_ids"]))
+            total = total + loss.weight * term
+        total = self.check_finite(total)
+        self.log("train/loss", total, prog_bar=True, batch_size=len(batch["train"]["input_ids"]))
+        return total
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         probs = torch.softmax(self(batch).float(), dim=-1)

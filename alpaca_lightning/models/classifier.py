@@ -9,7 +9,7 @@ for classification; ``pooling: cls`` gives the classic BERT recipe. A saved clas
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from transformers import AutoModel
 from alpaca_lightning.console import quiet_libraries
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.base import ClassifierModule, encoder_inputs
+from alpaca_lightning.models.losses import Loss
 
 HEAD_WEIGHTS = "classifier_head.pt"
 HEAD_CONFIG = "classifier_head.json"
@@ -37,8 +38,9 @@ class SequenceClassifier(ClassifierModule):
         global_batch_size: int = 16,
         pooling: str = "mean",
         dropout: float = 0.1,
+        losses: Sequence[Loss] | None = None,
     ) -> None:
-        super().__init__(optimizer, scheduler, weight_decay, global_batch_size)
+        super().__init__(optimizer, scheduler, weight_decay, global_batch_size, losses)
         if pooling not in POOLINGS:
             raise AlpacaError(f"model.classifier.pooling must be one of {POOLINGS}, got '{pooling}'.")
         quiet_libraries()

@@ -29,7 +29,7 @@ class SelfSupervisedModule(TransformerModule):
         quiet_libraries()
         self.uses_next_sentence = next_sentence
         if next_sentence:
-            require_next_sentence_head(model_path, "pretrain=mlm_nsp", "Use pretrain=mlm for this model.")
+            require_next_sentence_head(model_path, "stages=[mlm_nsp]", "Use stages=[mlm] for this model.")
             self.model = BertForPreTraining.from_pretrained(model_path)
         else:
             self.model = AutoModelForMaskedLM.from_pretrained(model_path)

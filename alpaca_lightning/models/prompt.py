@@ -7,7 +7,7 @@ NextSentenceScorer  (NSP-BERT) the text is paired with a label sentence; the NSP
                     scores (selftrain/teachers.py); this module only scores pairs.
 
 Both are fine-tuned on the labelled set through their prompts. A backbone without pretrained heads (the pip-installed
-all-MiniLM-L6-v2 has none) starts them fresh; ``pretrain=mlm`` / ``pretrain=mlm_nsp`` trains them on the task's
+all-MiniLM-L6-v2 has none) starts them fresh; ``stages=[mlm]`` / ``stages=[mlm_nsp]`` trains them on the task's
 text first.
 """
 
@@ -33,7 +33,7 @@ def _load_with_report(load: Callable[..., Any], model_path: str, what: str) -> A
     if fresh:
         info(
             f"{what}: '{model_path}' has no pretrained head ({len(fresh)} weights start fresh); it is trained on the "
-            f"labelled set through the prompt. pretrain=mlm or pretrain=mlm_nsp trains it on the task text first."
+            f"labelled set through the prompt. stages=[mlm] or stages=[mlm_nsp] trains it on the task text first."
         )
     return model
 

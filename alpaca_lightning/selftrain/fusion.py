@@ -69,6 +69,11 @@ class WeightedMeanFusion(Fusion):
     def __init__(self, weights: dict[str, float] | None = None) -> None:
         self.weights = dict(weights) if weights else None
 
+    @property
+    def uses_validation(self) -> bool:
+        """True when the weights come from the validation set that also chooses the best round."""
+        return self.weights is None
+
     def teacher_weights(self, outputs: list[TeacherOutput], num_classes: int) -> np.ndarray:
         if self.weights is not None:
             unknown = sorted(set(self.weights) - {o.name for o in outputs})

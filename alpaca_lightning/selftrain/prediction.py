@@ -19,7 +19,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
-from alpaca_lightning.distributed import barrier, is_global_zero
+from alpaca_lightning.once import produce_once
 
 
 @dataclass
@@ -110,17 +110,17 @@ def predict_split_once(
     out_dir: Path,
 ) -> Predictions:
     """``predict_split`` for a model that no longer changes (a teacher): the merged probabilities are kept in
-    ``out_dir/probs.npy``, so a teacher that stays the best for several rounds predicts the pool once. The module is
-    only built when there is something to predict."""
-    saved = Path(out_dir) / "probs.npy"
-    if not saved.is_file():
-        predictions = predict_split(make_module(), datamodule, split, make_trainer, out_dir)
-        if is_global_zero():
-            tmp = saved.with_name("probs.tmp.npy")
-            np.save(tmp, predictions.probs)
-            tmp.replace(saved)
-        barrier()
-    return Predictions(np.load(saved))
+    ``out_dir/probs.npy``, so a teacher that teaches several rounds predicts the pool once. The module is only
+    built when there is something to predict."""
+    out_dir = Path(out_dir)
+    shards = out_dir.with_name(f".{out_dir.name}.shards")
+    produce_once(
+        out_dir,
+        lambda: predict_split(make_module(), datamodule, split, make_trainer, shards),
+        lambda predictions, tmp: np.save(tmp / "probs.npy", predictions.probs),
+        f"predictions of {split}",
+    )
+    return Predictions(np.load(out_dir / "probs.npy"))
 
 
 def classification_metrics(predictions: Predictions, gold: np.ndarray, prefix: str) -> dict[str, Any]:

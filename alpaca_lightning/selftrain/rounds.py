@@ -1,60 +1,66 @@
 """The self-training rounds.
 
-round 0      a classifier trained on the labelled set only (the supervised-only baseline)
-round k ≥ 1  the teachers (the best round's model, prompt teachers) predict the whole pool and validation ->
+round 0      a classifier trained on the labelled set only, from the encoder of the round-0 stages
+round k ≥ 1  the teachers (the teacher round's model, prompt teachers, ...) predict the whole pool and validation ->
              their labels are fused -> filters select pseudo-labels -> the DataModule installs them (hard or soft)
-             -> a fresh student is fitted -> it is scored on validation (and test)
-stop         after ``max_rounds``, or after ``patience`` rounds without a better validation score
+             -> a student is fitted -> it is scored on validation (and test)
+teacher      ``selftrain.teacher=last``: each round's student teaches the next (the Noisy Student / STraTA chain);
+             ``best``: the best round so far teaches, and a round that does not improve ends the run (another round
+             would re-train on the same teacher's same pseudo-labels, i.e. draw a new seed and keep the luckier one)
+stop         after ``max_rounds`` (a fixed schedule), or earlier by ``patience`` rounds without a better score
 
-Each round is a unit of work and of resume: its folder gets a COMPLETE marker as the last step, and a re-run in
-the same output folder skips completed rounds. Selection uses validation only; test scores are recorded per round
-for reporting.
+The best round is chosen on a validation metric only (``selftrain.monitor`` must be a ``val/`` metric); test scores
+are recorded per round for reporting. Each round is a unit of work and of resume (``alpaca_lightning.once``).
 """
 
 from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 from pytorch_lightning.loggers import Logger
-from transformers import PreTrainedTokenizerBase
 
-from alpaca_lightning.artifacts import atomic_directory, atomic_write_json, is_complete, mark_complete, read_json
+from alpaca_lightning.artifacts import atomic_write_json, is_complete, mark_complete, read_json
 from alpaca_lightning.console import info
-from alpaca_lightning.data.datamodule import SelfTrainingDataModule
+from alpaca_lightning.context import HiddenPoolLabels, RunContext
 from alpaca_lightning.distributed import barrier, is_global_zero
-from alpaca_lightning.models.classifier import SequenceClassifier
+from alpaca_lightning.errors import AlpacaError
+from alpaca_lightning.models.base import ClassifierModule
+from alpaca_lightning.once import produce_once, seeded_build
 from alpaca_lightning.selftrain.diagnostics import round_diagnostics
 from alpaca_lightning.selftrain.filters import PseudoLabelFilter, SelectionContext
-from alpaca_lightning.selftrain.fusion import Fusion, TeacherOutput
+from alpaca_lightning.selftrain.fusion import Fused, Fusion, TeacherOutput
 from alpaca_lightning.selftrain.prediction import Predictions, classification_metrics, predict_split
 from alpaca_lightning.selftrain.pseudo_labels import LabelUse, PseudoLabelSet, select_pseudo_labels
+from alpaca_lightning.selftrain.records import EVALUATED_SPLITS, VAL_PREFIX, RoundRecord
 from alpaca_lightning.selftrain.run_report import ROUND_FIGURES, write_round_plots
-from alpaca_lightning.selftrain.teachers import Teacher, TeacherContext
-from alpaca_lightning.trainer import TrainerFactory
+from alpaca_lightning.selftrain.teachers import Teacher
 
 STUDENT_INITS = ("reset", "continue")
+TEACHER_CHOICES = ("last", "best")
 
 
-@dataclass
+@dataclass(frozen=True)
 class RoundSettings:
-    max_rounds: int = 3
-    patience: int = 1
-    student_init: str = "reset"
-    supervised_epochs: int = 20
-    student_epochs: int = 3
-    monitor: str = "val/acc"
-    min_improvement: float = 0.0
-    keep_models: str = "best"
-    labels: str = "hard"
-    temperature: float = 1.0
-    weight_by_confidence: bool = False
+    """``conf/selftrain/default.yaml`` is the one place with defaults: every field is required here."""
+
+    max_rounds: int
+    patience: int | None
+    teacher: str
+    student_init: str
+    supervised_epochs: int
+    student_epochs: int
+    monitor: str
+    min_improvement: float
+    keep_models: str
+    labels: str
+    temperature: float
+    weight_by_confidence: bool
 
     @property
     def label_use(self) -> LabelUse:
@@ -62,219 +68,256 @@ class RoundSettings:
 
     def __post_init__(self) -> None:
         _ = self.label_use  # validates the label options before any training
-        if self.student_init not in STUDENT_INITS:
-            raise ValueError(f"selftrain.student_init must be one of {STUDENT_INITS}, got '{self.student_init}'.")
-        if self.keep_models not in ("best", "all"):
-            raise ValueError(f"selftrain.keep_models must be 'best' or 'all', got '{self.keep_models}'.")
+        choices = {"student_init": (self.student_init, STUDENT_INITS), "teacher": (self.teacher, TEACHER_CHOICES),
+                   "keep_models": (self.keep_models, ("best", "all"))}
+        for key, (value, allowed) in choices.items():
+            if value not in allowed:
+                raise AlpacaError(f"selftrain.{key} must be one of {allowed}, got '{value}'.")
+        if not self.monitor.startswith(VAL_PREFIX):
+            raise AlpacaError(
+                f"selftrain.monitor='{self.monitor}' would choose the best round on a non-validation metric; the "
+                f"round must be chosen on validation only (e.g. selftrain.monitor=val/acc or val/f1_macro). Test "
+                f"scores are reported for every round in rounds.csv."
+            )
+        if self.patience is not None and self.patience < 1:
+            raise AlpacaError(f"selftrain.patience must be >= 1 or null (run every round), got {self.patience}.")
+
+
+@dataclass
+class PseudoLabelRound:
+    """What a round's pseudo-labelling produced: the selection, the fused teacher on validation, diagnostics."""
+
+    selected: PseudoLabelSet
+    teacher_val: np.ndarray
+    class_prior: np.ndarray
+    diagnostics: dict[str, Any]
 
 
 class SelfTrainingLoop:
     def __init__(
         self,
-        datamodule: SelfTrainingDataModule,
-        make_classifier: Callable[[str], SequenceClassifier],
-        trainers: TrainerFactory,
+        ctx: RunContext,
         teachers: Sequence[Teacher],
         fusion: Fusion,
-        teacher_context: TeacherContext,
         filters: Sequence[PseudoLabelFilter],
         settings: RoundSettings,
-        run_dir: Path,
-        backbone_path: str,
-        tokenizer: PreTrainedTokenizerBase,
-        seed: int,
+        hidden: HiddenPoolLabels,
         round_loggers: Sequence[Logger] = (),
     ) -> None:
-        self.dm = datamodule
-        self.make_classifier = make_classifier
-        self.trainers = trainers
+        self.ctx = ctx
         self.teachers = list(teachers)
         self.fusion = fusion
-        self.teacher_context = teacher_context
         self.filters = list(filters)
         self.settings = settings
-        self.run_dir = Path(run_dir)
-        self.backbone_path = backbone_path
-        self.tokenizer = tokenizer
-        self.seed = seed
+        self.hidden = hidden  # the pool's gold labels: diagnostics only
         self.round_loggers = list(round_loggers)
-        self.label_names = datamodule.splits.label_names
         self.stop_reason = ""
+        if getattr(fusion, "uses_validation", False):
+            info("fusion=weighted weighs teachers by validation accuracy, and validation also picks the best "
+                 "round: the choice is optimistic. Give fusion.weights explicitly to keep validation independent.")
+
+    @property
+    def dm(self):
+        return self.ctx.datamodule
+
+    @property
+    def label_names(self) -> list[str]:
+        return self.ctx.label_names
+
+    @property
+    def val_gold(self) -> np.ndarray:
+        return self.ctx.splits.validation.labels
 
     def round_dir(self, k: int) -> Path:
-        return self.run_dir / "rounds" / f"round_{k}"
+        return self.ctx.run_dir / "rounds" / f"round_{k}"
 
-    def run(self) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = []
-        best: dict[str, Any] | None = None
+    # --- the schedule ------------------------------------------------------------------------------------------
+    def run(self) -> list[RoundRecord]:
+        records: list[RoundRecord] = []
+        best: RoundRecord | None = None
         stale = 0
+        monitor = self.settings.monitor
         for k in range(self.settings.max_rounds + 1):
-            teacher_dir = None if best is None else self.round_dir(best["round"]) / "model"
-            record = self._load_or_run(k, teacher_dir)
+            record = self._load_or_run(k, self._teacher_round(records, best))
             if record is None:
                 break
             records.append(record)
-            monitor = self.settings.monitor
-            if best is None or record[monitor] > best[monitor] + self.settings.min_improvement:
-                previous, best, stale = best, record, 0
-                if previous is not None:
-                    self._discard_model(previous["round"])
-            else:
-                stale += 1
-                self._discard_model(k)
-            if stale >= self.settings.patience and k < self.settings.max_rounds:
+            improved = best is None or record.score(monitor) > best.score(monitor) + self.settings.min_improvement
+            best, stale = (record, 0) if improved else (best, stale + 1)
+            self._discard_models(records, best, last_needed=k < self.settings.max_rounds)
+            if k == self.settings.max_rounds:
+                self.stop_reason = f"reached selftrain.max_rounds={self.settings.max_rounds}"
+            elif self.settings.teacher == "best" and not improved:
+                self.stop_reason = (f"round {k} did not improve {monitor}; with selftrain.teacher=best the next round "
+                                    f"would re-train on the same teacher's pseudo-labels")
+            elif self.settings.patience is not None and stale >= self.settings.patience:
                 self.stop_reason = f"no validation improvement for {stale} round(s) (selftrain.patience)"
-                break
-        else:
-            self.stop_reason = self.stop_reason or f"reached selftrain.max_rounds={self.settings.max_rounds}"
+            else:
+                continue
+            break
         for record in records:
-            record["best"] = record["round"] == best["round"]
+            record.best = record.round == best.round
         return records
 
-    def _load_or_run(self, k: int, teacher_dir: Path | None) -> dict[str, Any] | None:
+    def _teacher_round(self, records: list[RoundRecord], best: RoundRecord | None) -> int | None:
+        if not records:
+            return None
+        return records[-1].round if self.settings.teacher == "last" else best.round
+
+    def _discard_models(self, records: list[RoundRecord], best: RoundRecord, last_needed: bool) -> None:
+        """keep_models=best keeps the best round's model and the one the next round's teacher needs."""
+        if self.settings.keep_models == "best" and is_global_zero():
+            keep = {best.round} | ({records[-1].round} if last_needed else set())
+            for record in records:
+                if record.round not in keep:
+                    shutil.rmtree(self.round_dir(record.round) / "model", ignore_errors=True)
+        barrier()
+
+    # --- one round ---------------------------------------------------------------------------------------------
+    def _load_or_run(self, k: int, teacher_round: int | None) -> RoundRecord | None:
         folder = self.round_dir(k)
         if is_complete(folder):
             info(f"round {k}: complete on disk, skipped (resume)")
-            return read_json(folder / "metrics.json")
+            return RoundRecord.from_dict(read_json(folder / "metrics.json"))
         start = time.time()
-        pl.seed_everything(self.seed + k, workers=True, verbose=False)
-        record: dict[str, Any] = {"round": k, "teacher_round": None}
-        if k == 0:
+        labelling = None if teacher_round is None else self._pseudo_label(k, teacher_round)
+        if labelling is not None and len(labelling.selected) == 0:
+            self.stop_reason = (
+                f"round {k}: no pool example passed the filters; loosen them (e.g. filters.confidence.threshold)"
+            )
+            return None
+        if labelling is None:
             self.dm.start_round(0)
-            init_from = self.backbone_path
+            init_from = self.ctx.encoder_path
         else:
-            selected = self._pseudo_label(k, teacher_dir, folder, record)
-            if len(selected) == 0:
-                self.stop_reason = (
-                    f"round {k}: no pool example passed the filters; loosen them (e.g. filters.confidence.threshold)"
-                )
-                return None
-            self.dm.start_round(k, **selected.training_fields(self.settings.label_use))
-            init_from = str(teacher_dir) if self.settings.student_init == "continue" else self.backbone_path
-        record["train_size"] = len(self.dm.training_set())
-        info(f"round {k}: training on {record['train_size']} examples (init: {init_from})")
+            self.dm.start_round(k, **labelling.selected.training_fields(self.settings.label_use))
+            init_from = (str(self.round_dir(teacher_round) / "model") if self.settings.student_init == "continue"
+                         else self.ctx.encoder_path)
+        train_size = len(self.dm.training_set())
+        info(f"round {k}: training on {train_size} examples (init: {init_from})")
 
-        # Re-seed right before the student exists: prediction may or may not have drawn from this process's RNG
-        # (it runs in child processes under ddp_fork/ddp_spawn), and the student must not depend on that.
-        pl.seed_everything(self.seed + k, workers=True, verbose=False)
-        student = self.make_classifier(init_from)
-        student.stage_name = f"round {k}"
-        epochs = self.settings.supervised_epochs if k == 0 else self.settings.student_epochs
-        self.trainers.fit(f"round_{k}", max_epochs=epochs).fit(student, datamodule=self.dm)
-        record.update(self._evaluate(student, folder))
-        record["wall_time_s"] = round(time.time() - start, 2)
-        self._commit(folder, student, record)
-        info(
-            f"round {k}: {self.settings.monitor}={record[self.settings.monitor]:.4f}"
-            + (f", pseudo-labels {record['pseudo/count']}" if k else "")
-        )
+        def train_and_score() -> tuple[ClassifierModule, RoundRecord, dict[str, np.ndarray]]:
+            student = seeded_build(self.ctx.seed + k, lambda: self.ctx.make_classifier(init_from))
+            student.stage_name = f"round {k}"
+            epochs = self.settings.supervised_epochs if labelling is None else self.settings.student_epochs
+            self.ctx.trainers.fit(f"round_{k}", max_epochs=epochs).fit(student, datamodule=self.dm)
+            metrics, probs = self._evaluate(student, folder.with_name(f".{folder.name}.shards"))
+            record = RoundRecord(k, teacher_round, train_size, metrics,
+                                 labelling.diagnostics if labelling else {}, round(time.time() - start, 2))
+            return student, record, probs
+
+        def write(result: tuple[ClassifierModule, RoundRecord, dict[str, np.ndarray]], tmp: Path) -> None:
+            student, record, probs = result
+            student.save_pretrained(tmp / "model")
+            self.ctx.tokenizer.save_pretrained(tmp / "model")
+            mark_complete(tmp / "model")
+            np.savez(tmp / "predictions.npz", **probs)
+            if labelling is not None:
+                self._write_pseudo_labels(tmp, k, labelling)
+            atomic_write_json(tmp / "metrics.json", record.to_dict())
+
+        if produce_once(folder, train_and_score, write, f"round {k}"):
+            self._log_round(folder)
+        record = RoundRecord.from_dict(read_json(folder / "metrics.json"))
+        info(f"round {k}: {self.settings.monitor}={record.score(self.settings.monitor):.4f}"
+             + (f", pseudo-labels {record.diagnostics['pseudo/count']}" if k else ""))
         return record
 
-    def _pseudo_label(self, k: int, teacher_dir: Path, folder: Path, record: dict[str, Any]) -> PseudoLabelSet:
+    def _pseudo_label(self, k: int, teacher_round: int) -> PseudoLabelRound:
         """Teachers predict pool and validation, fusion combines them, filters select; all of it is diagnosed."""
-        outputs = self._teacher_outputs(teacher_dir, folder, record)
+        diagnostics: dict[str, Any] = {}
+        outputs = self._teacher_outputs(self.round_dir(teacher_round) / "model", diagnostics)
         fused_pool = self.fusion([o["pool"] for o in outputs])
         fused_val = self.fusion([o["validation"] for o in outputs])
-        pool_gold = self.dm.splits.pool.labels  # diagnostics only: never reaches training
-        context = SelectionContext(round_index=k, class_prior=self.class_prior())
-        selected = select_pseudo_labels(fused_pool, self.filters, context, pool_gold)
-        record["teacher_round"] = int(teacher_dir.parent.name.split("_")[1])
-        record.update(selected.diagnostics(self.label_names))
-        record.update(prefixed("teacher", classification_metrics(Predictions(fused_pool.probs), pool_gold, "pool")))
-        record.update(prefixed("teacher", classification_metrics(Predictions(fused_val.probs), self.val_gold, "val")))
-        record["pseudo/eligible"] = int(fused_pool.eligible.sum())
-        record["pseudo/prior_distance"] = self._warn_if_skewed(k, selected, context.class_prior)
-        diagnostics = round_diagnostics(
-            selected.labels, selected.gold, fused_val.probs, self.val_gold, self.label_names
-        )
-        record.update({key: none_if_nan(value) for key, value in diagnostics.items()})
-        if is_global_zero():
-            selected.save(folder / "pseudo_labels.csv", self.label_names)
-            prior = dict(zip(self.label_names, context.class_prior.tolist()))
-            write_round_plots(folder, self.label_names, selected.labels, selected.gold, fused_val.probs, self.val_gold,
-                              prior, k)
-        return selected
+        prior = self.class_prior()
+        selected = select_pseudo_labels(fused_pool, self.filters, SelectionContext(k, prior), self.hidden.labels)
+        diagnostics.update(selected.diagnostics(self.label_names))
+        diagnostics.update(self._teacher_metrics("teacher", fused_pool, fused_val))
+        diagnostics["pseudo/eligible"] = int(fused_pool.eligible.sum())
+        diagnostics["pseudo/prior_distance"] = warn_if_skewed(k, selected, prior, self.label_names)
+        quality = round_diagnostics(selected.labels, selected.gold, fused_val.probs, self.val_gold, self.label_names)
+        diagnostics.update({key: none_if_nan(value) for key, value in quality.items()})
+        return PseudoLabelRound(selected, fused_val.probs, prior, diagnostics)
 
-    def _teacher_outputs(
-        self, teacher_dir: Path, folder: Path, record: dict[str, Any]
-    ) -> list[dict[str, TeacherOutput]]:
+    def _teacher_outputs(self, teacher_model: Path, diagnostics: dict[str, Any]) -> list[dict[str, TeacherOutput]]:
         """Each teacher's pool and validation probabilities, tagged with its validation accuracy."""
         outputs = []
         for teacher in self.teachers:
-            predictions = teacher.predict(self.teacher_context, teacher_dir)
+            predictions = teacher.predict(self.ctx, teacher_model)
             val = classification_metrics(predictions["validation"], self.val_gold, "val")
-            record.update(prefixed(f"teacher_{teacher.name}", val))
-            record.update(
-                prefixed(f"teacher_{teacher.name}",
-                         classification_metrics(predictions["pool"], self.dm.splits.pool.labels, "pool"))
-            )
+            diagnostics.update(prefixed(f"teacher_{teacher.name}", val))
+            diagnostics.update(prefixed(f"teacher_{teacher.name}",
+                                        classification_metrics(predictions["pool"], self.hidden.labels, "pool")))
             outputs.append(
                 {split: TeacherOutput(teacher.name, p.probs, val.get("val/acc")) for split, p in predictions.items()}
             )
         return outputs
 
-    def _warn_if_skewed(self, k: int, selected: PseudoLabelSet, prior: np.ndarray) -> float:
-        """Total variation distance between the selected class histogram and the labelled prior (0: same shape,
-        1: disjoint). A threshold filter on a teacher that is confident on one class only floods the student with
-        that class (seen on AG News: 302 Sports, 1 Business, 0 Sci/Tech), so a large distance is worth a warning.
-        Capping classes (distribution_alignment) does not bring missing classes back; a per-class top-k does."""
-        if len(selected) == 0:
-            return float("nan")
-        counts = np.bincount(selected.labels, minlength=len(prior))
-        distance = float(0.5 * np.abs(counts / len(selected) - prior).sum())
-        if distance > 0.3:
-            histogram = ", ".join(f"{count} {name}" for name, count in zip(self.label_names, counts))
-            info(
-                f"round {k}: the pseudo-labels are skewed against the labelled class prior ({histogram}; distance "
-                f"{distance:.2f}). Consider filters=[class_balanced], which keeps the top k of every predicted class."
-            )
-        return distance
+    def _teacher_metrics(self, prefix: str, pool: Fused, val: Fused) -> dict[str, Any]:
+        metrics = classification_metrics(Predictions(pool.probs), self.hidden.labels, "pool")
+        metrics.update(classification_metrics(Predictions(val.probs), self.val_gold, "val"))
+        return prefixed(prefix, metrics)
 
-    @property
-    def val_gold(self) -> np.ndarray:
-        return self.dm.splits.validation.labels
+    def _write_pseudo_labels(self, folder: Path, k: int, labelling: PseudoLabelRound) -> None:
+        selected = labelling.selected
+        selected.save(folder / "pseudo_labels.csv", self.label_names)
+        prior = dict(zip(self.label_names, labelling.class_prior.tolist()))
+        write_round_plots(folder, self.label_names, selected.labels, selected.gold, labelling.teacher_val,
+                          self.val_gold, prior, k)
 
     def class_prior(self) -> np.ndarray:
-        counts = np.bincount(self.dm.splits.labelled.labels, minlength=len(self.label_names)).astype(float)
+        counts = np.bincount(self.ctx.splits.labelled.labels, minlength=len(self.label_names)).astype(float)
         return counts / counts.sum()
 
-    def _evaluate(self, model: SequenceClassifier, folder: Path) -> dict[str, Any]:
-        metrics: dict[str, Any] = {}
-        for split in ("validation", "test"):
+    def _evaluate(self, model: ClassifierModule, scratch: Path) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+        """The student's metrics and probabilities on validation and test, through the one prediction path."""
+        metrics: dict[str, float] = {}
+        probs: dict[str, np.ndarray] = {}
+        for split, prefix in EVALUATED_SPLITS.items():
             if len(self.dm.prediction_set(split)) == 0:
                 continue
-            predictions = predict_split(model, self.dm, split, self.trainers.predict, folder / "predictions" / split)
-            prefix = "val" if split == "validation" else "test"
-            metrics.update(classification_metrics(predictions, getattr(self.dm.splits, split).labels, prefix))
+            predictions = predict_split(model, self.dm, split, self.ctx.trainers.predict, scratch / split)
+            probs[split] = predictions.probs
+            metrics.update(classification_metrics(predictions, getattr(self.ctx.splits, split).labels, prefix[:-1]))
         if self.settings.monitor not in metrics:
-            raise ValueError(
+            raise AlpacaError(
                 f"selftrain.monitor='{self.settings.monitor}' is not among the computed metrics {sorted(metrics)}."
             )
-        return metrics
-
-    def _commit(self, folder: Path, student: SequenceClassifier, record: dict[str, Any]) -> None:
-        """Model first, then metrics, then the COMPLETE marker: a crash leaves no round that looks finished."""
+        barrier()  # every process has merged its shards before they go
         if is_global_zero():
-            with atomic_directory(folder / "model") as tmp:
-                student.save_pretrained(tmp)
-                self.tokenizer.save_pretrained(tmp)
-            atomic_write_json(folder / "metrics.json", record)
-            mark_complete(folder)
-            numeric = {f"round/{key}": v for key, v in record.items() if isinstance(v, (int, float)) and v is not None}
-            figures = [folder / name for name in ROUND_FIGURES if (folder / name).is_file()]
-            for logger in self.round_loggers:
-                logger.log_metrics(numeric, step=record["round"])
-                if figures and hasattr(logger, "log_image"):  # W&B shows the round's plots beside its metrics
-                    logger.log_image("round/figures", [str(f) for f in figures], step=record["round"],
-                                     caption=[ROUND_FIGURES[f.name] for f in figures])
-                logger.save()
-        barrier()
+            shutil.rmtree(scratch, ignore_errors=True)
+        return metrics, probs
 
-    def _discard_model(self, k: int) -> None:
-        if self.settings.keep_models == "best" and is_global_zero():
-            shutil.rmtree(self.round_dir(k) / "model", ignore_errors=True)
-        barrier()
+    def _log_round(self, folder: Path) -> None:
+        if not is_global_zero():
+            return
+        record = read_json(folder / "metrics.json")
+        numeric = {f"round/{key}": v for key, v in record.items() if isinstance(v, (int, float)) and v is not None}
+        figures = [folder / name for name in ROUND_FIGURES if (folder / name).is_file()]
+        for logger in self.round_loggers:
+            logger.log_metrics(numeric, step=record["round"])
+            if figures and hasattr(logger, "log_image"):  # W&B shows the round's plots beside its metrics
+                logger.log_image("round/figures", [str(f) for f in figures], step=record["round"],
+                                 caption=[ROUND_FIGURES[f.name] for f in figures])
+            logger.save()
 
+
+def warn_if_skewed(k: int, selected: PseudoLabelSet, prior: np.ndarray, label_names: list[str]) -> float:
+    """Total variation distance between the selected class histogram and the class prior (0: same shape,
+    1: disjoint). A threshold filter on a teacher that is confident on one class only floods the student with
+    that class (seen on AG News: 302 Sports, 1 Business, 0 Sci/Tech), so a large distance is worth a warning.
+    Capping classes (distribution_alignment) does not bring missing classes back; a per-class top-k does."""
+    if len(selected) == 0:
+        return float("nan")
+    counts = np.bincount(selected.labels, minlength=len(prior))
+    distance = float(0.5 * np.abs(counts / len(selected) - prior).sum())
+    if distance > 0.3:
+        histogram = ", ".join(f"{count} {name}" for name, count in zip(label_names, counts))
+        info(
+            f"round {k}: the pseudo-labels are skewed against the labelled class prior ({histogram}; distance "
+            f"{distance:.2f}). Consider filters=[class_balanced], which keeps the top k of every predicted class."
+        )
+    return distance
 
 
 def prefixed(prefix: str, metrics: dict[str, Any]) -> dict[str, Any]:

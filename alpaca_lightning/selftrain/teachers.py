@@ -5,64 +5,46 @@ cloze       an MLM prompt: pattern with a mask slot + one verbalizer word per la
 nsp         a next-sentence prompt: one label sentence per label, scored by the NSP head (NSP-BERT)
 
 Every teacher predicts through the one prediction path (``predict_split``). The prompt teachers and the extra
-classifier seeds learn from the labelled set only, so each is trained once per run, under
-``<run>/teachers/<name>/``, and its predictions are reused by every round (resume skips them too).
-Several active teachers are combined by ``selftrain/fusion.py``.
+classifier seeds learn from the labelled set only, so each is trained once per run (``alpaca_lightning.once``:
+seeded at build, saved under ``<run>/teachers/<name>/``, reused by every round and on resume). Several active
+teachers are combined by ``selftrain/fusion.py``. A teacher is one class with ``predict(ctx, teacher_model)`` plus
+one YAML file in conf/teachers/.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
-from transformers import PreTrainedTokenizerBase
 
-from alpaca_lightning.artifacts import atomic_directory, is_complete, mark_complete
 from alpaca_lightning.console import info
+from alpaca_lightning.context import RunContext
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
-from alpaca_lightning.data.splits import TaskSplits, TextSplit
-from alpaca_lightning.distributed import barrier, is_global_zero
+from alpaca_lightning.data.splits import UNKNOWN_LABEL, TaskSplits, TextSplit
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.base import ClassifierModule
 from alpaca_lightning.models.prompt import IS_NEXT
+from alpaca_lightning.once import produce_once, seeded_build, train_once
 from alpaca_lightning.selftrain.prediction import Predictions, predict_split, predict_split_once
-from alpaca_lightning.trainer import TrainerFactory
 
 TEACHER_SPLITS = ("pool", "validation")
-
-
-@dataclass
-class TeacherContext:
-    """What teachers need from the run; built once by the pipeline."""
-
-    splits: TaskSplits
-    datamodule: SelfTrainingDataModule
-    make_datamodule: Callable[[TaskSplits], SelfTrainingDataModule]
-    make_classifier: Callable[[str], ClassifierModule]
-    trainers: TrainerFactory
-    tokenizer: PreTrainedTokenizerBase
-    backbone_path: str
-    run_dir: Path
-    seed: int
-    supervised_epochs: int
-    global_batch_size: int
-    prompt: dict[str, Any] | None = None
 
 
 class Teacher:
     name = "teacher"
 
-    def predict(self, ctx: TeacherContext, best_model: Path) -> dict[str, Predictions]:
-        """Class probabilities for each of TEACHER_SPLITS; ``best_model`` is the best round's model folder."""
+    def predict(self, ctx: RunContext, teacher_model: Path) -> dict[str, Predictions]:
+        """Class probabilities for each of TEACHER_SPLITS; ``teacher_model`` is the teacher round's model folder."""
         raise NotImplementedError
+
+    def check(self, ctx: RunContext) -> None:
+        """Fail before any training when the task cannot serve this teacher (missing prompt keys, ...)."""
 
 
 class ClassifierTeacher(Teacher):
-    """The best round's classifier. ``extra_seeds`` > 0 averages it with that many supervised classifiers trained
+    """The teacher round's classifier. ``extra_seeds`` > 0 averages it with that many supervised classifiers trained
     on the labelled set with other seeds (a seed ensemble: smoother, better-calibrated probabilities)."""
 
     name = "classifier"
@@ -70,8 +52,8 @@ class ClassifierTeacher(Teacher):
     def __init__(self, extra_seeds: int = 0) -> None:
         self.extra_seeds = extra_seeds
 
-    def predict(self, ctx: TeacherContext, best_model: Path) -> dict[str, Predictions]:
-        members = [best_model] + [self._extra_member(ctx, j) for j in range(1, self.extra_seeds + 1)]
+    def predict(self, ctx: RunContext, teacher_model: Path) -> dict[str, Predictions]:
+        members = [teacher_model] + [self._extra_member(ctx, j) for j in range(1, self.extra_seeds + 1)]
         out: dict[str, Predictions] = {}
         for split in TEACHER_SPLITS:
             # Each member's predictions sit beside its model (<round>/teacher_predictions/<split>), made once.
@@ -83,27 +65,20 @@ class ClassifierTeacher(Teacher):
             out[split] = Predictions(np.mean(probs, axis=0))
         return out
 
-    def _extra_member(self, ctx: TeacherContext, j: int) -> Path:
-        folder = ctx.run_dir / "teachers" / f"classifier_seed{j}"
-        model_dir = folder / "model"
-        if is_complete(model_dir):
-            return model_dir
+    def _extra_member(self, ctx: RunContext, j: int) -> Path:
         ctx.datamodule.start_round(0)  # labelled only; the round loop installs its pseudo-labels afterwards
-        module = ctx.make_classifier(ctx.backbone_path)
-        stage, seed = f"teacher_classifier_seed{j}", ctx.seed + 1000 * j
-        fit_on_labelled(module, ctx, ctx.datamodule, stage, seed, ctx.supervised_epochs)
-        if is_global_zero():
-            with atomic_directory(model_dir) as tmp:
-                module.save_pretrained(tmp)
-        barrier()
-        return model_dir
+        stage = f"teacher_classifier_seed{j}"
+        return train_once(
+            ctx.run_dir / "teachers" / f"classifier_seed{j}" / "model", ctx.seed + 1000 * j,
+            build=lambda: ctx.make_classifier(ctx.encoder_path),
+            fit=lambda module: fit_on_labelled(module, ctx, ctx.datamodule, stage, ctx.supervised_epochs),
+            save=lambda module, tmp: module.save_pretrained(tmp), what=stage,
+        )
 
 
 def fit_on_labelled(
-    module: ClassifierModule, ctx: TeacherContext, datamodule: SelfTrainingDataModule, stage: str, seed: int,
-    epochs: int,
+    module: ClassifierModule, ctx: RunContext, datamodule: SelfTrainingDataModule, stage: str, epochs: int
 ) -> None:
-    pl.seed_everything(seed, workers=True, verbose=False)
     info(f"{stage}: training on {len(datamodule.training_set())} labelled examples")
     module.stage_name = stage
     ctx.trainers.fit(stage, max_epochs=epochs).fit(module, datamodule=datamodule)
@@ -120,17 +95,17 @@ class PromptTeacher(Teacher):
         self.epochs = epochs
 
     # --- what a prompt teacher defines ---------------------------------------------------------------------------
-    def prompted_splits(self, ctx: TeacherContext) -> TaskSplits:
+    def prompted_splits(self, ctx: RunContext) -> TaskSplits:
         raise NotImplementedError
 
-    def build_module(self, ctx: TeacherContext) -> ClassifierModule:
+    def build_module(self, ctx: RunContext) -> ClassifierModule:
         raise NotImplementedError
 
     def class_scores(self, probs: np.ndarray, num_examples: int) -> np.ndarray:
         return probs
 
     # --- the shared procedure --------------------------------------------------------------------------------------
-    def prompt(self, ctx: TeacherContext) -> dict[str, Any]:
+    def prompt(self, ctx: RunContext) -> dict[str, Any]:
         prompt = ctx.prompt or {}
         missing = [key for key in self.required_prompt_keys if not prompt.get(key)]
         if missing:
@@ -140,33 +115,31 @@ class PromptTeacher(Teacher):
             )
         return prompt
 
-    def predict(self, ctx: TeacherContext, best_model: Path) -> dict[str, Predictions]:
+    def check(self, ctx: RunContext) -> None:
+        self.prompted_splits(ctx)  # validates the prompt keys and their shape
+
+    def predict(self, ctx: RunContext, teacher_model: Path) -> dict[str, Predictions]:
         folder = ctx.run_dir / "teachers" / self.name
-        cached = folder / "predictions.npz"
-        if not is_complete(folder):
-            self._train_and_predict(ctx, folder)
-        with np.load(cached) as saved:
+        produce_once(folder, lambda: self._train_and_predict(ctx, folder),
+                     lambda scores, tmp: np.savez(tmp / "predictions.npz", **scores), f"teacher '{self.name}'")
+        with np.load(folder / "predictions.npz") as saved:
             return {split: Predictions(saved[split]) for split in TEACHER_SPLITS}
 
-    def _train_and_predict(self, ctx: TeacherContext, folder: Path) -> None:
+    def _train_and_predict(self, ctx: RunContext, folder: Path) -> dict[str, np.ndarray]:
         splits = self.prompted_splits(ctx)
         datamodule = ctx.make_datamodule(splits)
         datamodule.start_round(0)
-        module = self.build_module(ctx)
+        module = seeded_build(ctx.seed, lambda: self.build_module(ctx))
         epochs = self.epochs if self.epochs is not None else ctx.supervised_epochs
-        fit_on_labelled(module, ctx, datamodule, f"teacher_{self.name}", ctx.seed, epochs)
-        scores = {}
-        for split in TEACHER_SPLITS:
-            probs = predict_split(module, datamodule, split, ctx.trainers.predict, folder / "shards" / split).probs
-            scores[split] = self.class_scores(probs, len(getattr(ctx.splits, split)))
-        if is_global_zero():
-            # Predictions and the COMPLETE marker go last, so a crash leaves no teacher that looks finished.
-            folder.mkdir(parents=True, exist_ok=True)
-            tmp = folder / "predictions.tmp.npz"
-            np.savez(tmp, **scores)
-            tmp.replace(folder / "predictions.npz")
-            mark_complete(folder)
-        barrier()
+        fit_on_labelled(module, ctx, datamodule, f"teacher_{self.name}", epochs)
+        shards = folder.with_name(f".{folder.name}.shards")
+        return {
+            split: self.class_scores(
+                predict_split(module, datamodule, split, ctx.trainers.predict, shards / split).probs,
+                len(getattr(ctx.splits, split)),
+            )
+            for split in TEACHER_SPLITS
+        }
 
 
 def _require_single_texts(split: TextSplit, teacher: str) -> None:
@@ -181,7 +154,7 @@ class ClozeTeacher(PromptTeacher):
     name = "cloze"
     required_prompt_keys = ("pattern", "verbalizers")
 
-    def _prompt_parts(self, ctx: TeacherContext) -> tuple[str, str]:
+    def _prompt_parts(self, ctx: RunContext) -> tuple[str, str]:
         pattern = self.prompt(ctx)["pattern"]
         if pattern.count("{text}") != 1 or pattern.count("{mask}") != 1:
             raise AlpacaError(f"task.prompt.pattern needs one {{text}} and one {{mask}} slot, got '{pattern}'.")
@@ -193,7 +166,7 @@ class ClozeTeacher(PromptTeacher):
             )
         return prefix.strip(), suffix.strip()
 
-    def prompted_splits(self, ctx: TeacherContext) -> TaskSplits:
+    def prompted_splits(self, ctx: RunContext) -> TaskSplits:
         prefix, suffix = self._prompt_parts(ctx)
 
         def rewrite(split: TextSplit) -> TextSplit:
@@ -205,7 +178,7 @@ class ClozeTeacher(PromptTeacher):
         s = ctx.splits
         return TaskSplits(s.label_names, rewrite(s.labelled), rewrite(s.pool), rewrite(s.validation), None, s.info)
 
-    def verbalizer_ids(self, ctx: TeacherContext) -> list[int]:
+    def verbalizer_ids(self, ctx: RunContext) -> list[int]:
         words = list(self.prompt(ctx)["verbalizers"])
         if len(words) != len(ctx.splits.label_names):
             raise AlpacaError(
@@ -225,9 +198,13 @@ class ClozeTeacher(PromptTeacher):
             raise AlpacaError(f"task.prompt.verbalizers {words} map to repeated tokens; give distinct words.")
         return ids
 
-    def build_module(self, ctx: TeacherContext) -> ClassifierModule:
+    def check(self, ctx: RunContext) -> None:
+        super().check(ctx)
+        self.verbalizer_ids(ctx)
+
+    def build_module(self, ctx: RunContext) -> ClassifierModule:
         return self.make_module(
-            model_path=ctx.backbone_path, verbalizer_token_ids=self.verbalizer_ids(ctx),
+            model_path=ctx.encoder_path, verbalizer_token_ids=self.verbalizer_ids(ctx),
             mask_token_id=ctx.tokenizer.mask_token_id, global_batch_size=ctx.global_batch_size,
         )
 
@@ -240,7 +217,7 @@ class NextSentenceTeacher(PromptTeacher):
     name = "nsp"
     required_prompt_keys = ("label_sentences",)
 
-    def label_sentences(self, ctx: TeacherContext) -> list[str]:
+    def label_sentences(self, ctx: RunContext) -> list[str]:
         sentences = list(self.prompt(ctx)["label_sentences"])
         if len(sentences) != len(ctx.splits.label_names):
             raise AlpacaError(
@@ -249,7 +226,7 @@ class NextSentenceTeacher(PromptTeacher):
             )
         return sentences
 
-    def prompted_splits(self, ctx: TeacherContext) -> TaskSplits:
+    def prompted_splits(self, ctx: RunContext) -> TaskSplits:
         sentences = self.label_sentences(ctx)
 
         def pairs(split: TextSplit) -> TextSplit:
@@ -259,13 +236,13 @@ class NextSentenceTeacher(PromptTeacher):
             gold = np.repeat(split.labels, len(sentences))
             candidate = np.tile(np.arange(len(sentences)), len(split))
             labels = np.where(gold == candidate, IS_NEXT, 1 - IS_NEXT)
-            return TextSplit(texts, labels)
+            return TextSplit(texts, np.where(gold == UNKNOWN_LABEL, UNKNOWN_LABEL, labels))
 
         s = ctx.splits
         return TaskSplits(["is_next", "not_next"], pairs(s.labelled), pairs(s.pool), pairs(s.validation), None, s.info)
 
-    def build_module(self, ctx: TeacherContext) -> ClassifierModule:
-        return self.make_module(model_path=ctx.backbone_path, global_batch_size=ctx.global_batch_size)
+    def build_module(self, ctx: RunContext) -> ClassifierModule:
+        return self.make_module(model_path=ctx.encoder_path, global_batch_size=ctx.global_batch_size)
 
     def class_scores(self, probs: np.ndarray, num_examples: int) -> np.ndarray:
         is_next = probs[:, IS_NEXT].reshape(num_examples, -1)

@@ -1,0 +1,31 @@
+"""Round-0 stages: steps that turn the encoder into a better starting point before the supervised round 0.
+
+``stages=[mlm]`` continues masked-LM training on the task's text; stages run in list order, each one starting
+from the encoder that the previous one produced, and round 0 trains its classifier from the last one. A stage is
+one class with ``run(ctx, encoder_path, folder) -> encoder_path`` plus one YAML file in conf/stages/; it writes its output
+through ``alpaca_lightning.once`` so that it runs once per run and is reused on resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from alpaca_lightning.context import RunContext
+
+
+class Stage:
+    name = "stage"
+
+    def run(self, ctx: RunContext, encoder_path: str, folder: Path) -> str:
+        """Train from ``encoder_path`` into ``folder`` (this stage's own, ``<run>/stages/<i>_<name>``); return a
+        ``from_pretrained`` folder with the new encoder."""
+        raise NotImplementedError
+
+
+def run_stages(stages: Sequence[Stage], ctx: RunContext) -> RunContext:
+    """Run the stages in order; the returned context carries the final encoder."""
+    for index, stage in enumerate(stages):
+        folder = ctx.run_dir / "stages" / f"{index}_{stage.name}"
+        ctx = ctx.with_encoder(stage.run(ctx, ctx.encoder_path, folder))
+    return ctx
