@@ -53,6 +53,7 @@ class RunContext:
     supervised_epochs: int
     global_batch_size: int
     prompt: dict[str, Any] | None = None
+    class_prior: np.ndarray | None = None  # task.class_prior; None: estimated from the teacher on the pool
 
     @property
     def label_names(self) -> list[str]:

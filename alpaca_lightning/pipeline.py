@@ -25,6 +25,7 @@ from alpaca_lightning.loggers import LoggerFactory
 from alpaca_lightning.models.backbone import load_tokenizer
 from alpaca_lightning.models.base import ClassifierModule
 from alpaca_lightning.run_info import save_run_info
+from alpaca_lightning.selftrain.prior import checked_prior
 from alpaca_lightning.selftrain.report import build_results, print_summary, write_outputs
 from alpaca_lightning.selftrain.rounds import RoundSettings, SelfTrainingLoop
 from alpaca_lightning.selftrain.run_report import write_run_plot, write_run_report
@@ -37,6 +38,7 @@ def task_spec(task_cfg: DictConfig) -> TaskSpec:
     fields = OmegaConf.to_container(task_cfg, resolve=True)
     fields.pop("sources")
     fields.pop("prompt", None)  # read by the prompt teachers
+    fields.pop("class_prior", None)  # read by the round loop
     sources = {name: instantiate(src) for name, src in task_cfg.sources.items() if src is not None}
     return TaskSpec(sources=sources, **fields)
 
@@ -101,6 +103,7 @@ def build_context(cfg: DictConfig, splits: TaskSplits, run_dir: Path) -> RunCont
         run_dir=run_dir, seed=cfg.seed, supervised_epochs=cfg.selftrain.supervised_epochs,
         global_batch_size=cfg.data.batch_size,
         prompt=OmegaConf.to_container(cfg.task.prompt, resolve=True) if cfg.task.get("prompt") else None,
+        class_prior=checked_prior(cfg.task.get("class_prior"), splits.label_names),
     )
 
 

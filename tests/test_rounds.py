@@ -129,3 +129,10 @@ def test_consistency_loss_masks_unconfident_examples_and_keeps_special_tokens() 
     values.sum().backward()
     assert module.embed.weight.grad.abs().sum() > 0
     assert (Consistency(threshold=1.01).per_example(module, batch) == 0).all()  # nothing is confident enough
+
+
+def test_a_malformed_class_prior_fails_before_training(synthetic_task, tmp_path) -> None:
+    cfg = compose_config(tiny_overrides(synthetic_task, tmp_path) + ["task.class_prior=[0.5,0.3,0.2]"])
+    with pytest.raises(AlpacaError, match="task.class_prior"):
+        pipeline.run(cfg)
+    assert not (tmp_path / "rounds").exists()

@@ -1,6 +1,6 @@
 """Pseudo-label quality filters. Each takes the (fused) teacher's class probabilities over the pool and the mask of
 examples still kept, and returns a narrower mask. Filters compose in the order the config lists them
-(``filters=[...]``); the run's ``SelectionContext`` tells them the round and the labelled class prior.
+(``filters=[...]``); the run's ``SelectionContext`` tells them the round and the pool's class prior (given or estimated).
 
 Adding a filter means one class here and one YAML file in conf/filters/.
 """
@@ -16,7 +16,7 @@ import numpy as np
 @dataclass
 class SelectionContext:
     round_index: int  # 1 for the first pseudo-label round
-    class_prior: np.ndarray  # class distribution of the labelled set
+    class_prior: np.ndarray  # the pool's class distribution: task.class_prior, or estimated (selftrain/prior.py)
 
 
 class PseudoLabelFilter:
@@ -125,7 +125,7 @@ class Curriculum(PseudoLabelFilter):
 
 
 class DistributionAlignment(PseudoLabelFilter):
-    """Align the selected class histogram with the labelled class prior: of the ``n`` examples still kept, class c
+    """Align the selected class histogram with the pool's class prior: of the ``n`` examples still kept, class c
     keeps at most ``ceil(prior_c * n)``, most confident first. A teacher that drifts toward one class cannot
     flood the student with it.
     """

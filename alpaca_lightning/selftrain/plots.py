@@ -114,7 +114,7 @@ def plot_reliability(bins: list[dict[str, Any]], ece: float, path: Path, title: 
 
 
 def plot_class_counts(counts: dict[str, int], prior: dict[str, float] | None, path: Path, title: str) -> Path:
-    """Bars of selected pseudo-labels per class; with ``prior``, a black line per class marks what the labelled-set
+    """Bars of selected pseudo-labels per class; with ``prior``, a black line per class marks what the pool-prior
     class distribution would give for the same total (a big gap means the teacher favours some classes).
     """
     names = list(counts)
@@ -128,7 +128,7 @@ def plot_class_counts(counts: dict[str, int], prior: dict[str, float] | None, pa
     if prior:
         total = sum(values)
         expected = [prior.get(name, 0.0) * total for name in names]
-        ax.hlines(expected, positions - 0.4, positions + 0.4, colors="black", linewidth=2, label="labelled-set prior")
+        ax.hlines(expected, positions - 0.4, positions + 0.4, colors="black", linewidth=2, label="pool class prior")
     ax.set_ylim(0, 1.25 * max([1, *values, *expected]))  # head room for the legend and the bar labels
     ax.set_xticks(positions, names, rotation=45 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
     ax.set_ylabel("examples")

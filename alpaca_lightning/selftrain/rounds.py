@@ -36,6 +36,7 @@ from alpaca_lightning.selftrain.diagnostics import round_diagnostics
 from alpaca_lightning.selftrain.filters import PseudoLabelFilter, SelectionContext
 from alpaca_lightning.selftrain.fusion import Fused, Fusion, TeacherOutput
 from alpaca_lightning.selftrain.prediction import Predictions, classification_metrics, predict_split
+from alpaca_lightning.selftrain.prior import estimate_class_prior
 from alpaca_lightning.selftrain.pseudo_labels import LabelUse, PseudoLabelSet, select_pseudo_labels
 from alpaca_lightning.selftrain.records import EVALUATED_SPLITS, VAL_PREFIX, RoundRecord
 from alpaca_lightning.selftrain.run_report import ROUND_FIGURES, write_round_plots
@@ -229,7 +230,7 @@ class SelfTrainingLoop:
         outputs = self._teacher_outputs(self.round_dir(teacher_round) / "model", diagnostics)
         fused_pool = self.fusion([o["pool"] for o in outputs])
         fused_val = self.fusion([o["validation"] for o in outputs])
-        prior = self.class_prior()
+        prior = self.class_prior(fused_pool.probs)
         selected = select_pseudo_labels(fused_pool, self.filters, SelectionContext(k, prior), self.hidden.labels)
         diagnostics.update(selected.diagnostics(self.label_names))
         diagnostics.update(self._teacher_metrics("teacher", fused_pool, fused_val))
@@ -265,9 +266,13 @@ class SelfTrainingLoop:
         write_round_plots(folder, self.label_names, selected.labels, selected.gold, labelling.teacher_val,
                           self.val_gold, prior, k)
 
-    def class_prior(self) -> np.ndarray:
+    def class_prior(self, pool_probs: np.ndarray) -> np.ndarray:
+        """The pool's class prior: task.class_prior, or the EM estimate from the fused teacher's pool predictions
+        (the labelled prior is uniform under K labels per class, whatever the pool holds)."""
+        if self.ctx.class_prior is not None:
+            return self.ctx.class_prior
         counts = np.bincount(self.ctx.splits.labelled.labels, minlength=len(self.label_names)).astype(float)
-        return counts / counts.sum()
+        return estimate_class_prior(pool_probs, counts / counts.sum())
 
     def _evaluate(self, model: ClassifierModule, scratch: Path) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """The student's metrics and probabilities on validation and test, through the one prediction path."""
@@ -303,7 +308,7 @@ class SelfTrainingLoop:
 
 
 def warn_if_skewed(k: int, selected: PseudoLabelSet, prior: np.ndarray, label_names: list[str]) -> float:
-    """Total variation distance between the selected class histogram and the class prior (0: same shape,
+    """Total variation distance between the selected class histogram and the pool's class prior (0: same shape,
     1: disjoint). A threshold filter on a teacher that is confident on one class only floods the student with
     that class (seen on AG News: 302 Sports, 1 Business, 0 Sci/Tech), so a large distance is worth a warning.
     Capping classes (distribution_alignment) does not bring missing classes back; a per-class top-k does."""
@@ -314,7 +319,7 @@ def warn_if_skewed(k: int, selected: PseudoLabelSet, prior: np.ndarray, label_na
     if distance > 0.3:
         histogram = ", ".join(f"{count} {name}" for name, count in zip(label_names, counts))
         info(
-            f"round {k}: the pseudo-labels are skewed against the labelled class prior ({histogram}; distance "
+            f"round {k}: the pseudo-labels are skewed against the pool's class prior ({histogram}; distance "
             f"{distance:.2f}). Consider filters=[class_balanced], which keeps the top k of every predicted class."
         )
     return distance
