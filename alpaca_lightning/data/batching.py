@@ -114,18 +114,18 @@ class Collator:
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         width = max(len(e["input_ids"]) for e in examples)
         batch: dict[str, torch.Tensor] = {
-            "input_ids": _pad([e["input_ids"] for e in examples], width, self.pad_token_id),
-            "attention_mask": _pad([[1] * len(e["input_ids"]) for e in examples], width, 0),
+            "input_ids": pad_rows([e["input_ids"] for e in examples], width, self.pad_token_id),
+            "attention_mask": pad_rows([[1] * len(e["input_ids"]) for e in examples], width, 0),
         }
         if "token_type_ids" in examples[0]:
-            batch["token_type_ids"] = _pad([e["token_type_ids"] for e in examples], width, 0)
+            batch["token_type_ids"] = pad_rows([e["token_type_ids"] for e in examples], width, 0)
         for key in examples[0]:
             if key not in batch:
                 batch[key] = torch.as_tensor(np.asarray([e[key] for e in examples]))
         return batch
 
 
-def _pad(rows: list[list[int]], width: int, value: int) -> torch.Tensor:
+def pad_rows(rows: list[list[int]], width: int, value: int) -> torch.Tensor:
     out = torch.full((len(rows), width), value, dtype=torch.long)
     for i, row in enumerate(rows):
         out[i, : len(row)] = torch.as_tensor(row, dtype=torch.long)

@@ -96,6 +96,12 @@ class ClassifierModule(TransformerModule):
         return {"index": batch["index"], "probs": probs}
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """The mean of the token states that the attention mask keeps (sentence-transformers' pooling)."""
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
 def encoder_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The keys a transformers encoder takes; batches also carry index, labels, weights, ..."""
     return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}

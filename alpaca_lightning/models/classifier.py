@@ -18,7 +18,7 @@ from transformers import AutoModel
 
 from alpaca_lightning.console import quiet_libraries
 from alpaca_lightning.errors import AlpacaError
-from alpaca_lightning.models.base import ClassifierModule, encoder_inputs
+from alpaca_lightning.models.base import ClassifierModule, encoder_inputs, mean_pool
 from alpaca_lightning.models.losses import Loss
 
 HEAD_WEIGHTS = "classifier_head.pt"
@@ -52,9 +52,7 @@ class SequenceClassifier(ClassifierModule):
             # The head pools hidden states itself; an unused pooler would also make DDP fail (parameters without
             # gradients).
             self.model.pooler = None
-        self.head = torch.nn.Sequential(
-            torch.nn.Dropout(dropout), torch.nn.Linear(self.model.config.hidden_size, num_labels)
-        )
+        self.head = new_head(self.model.config.hidden_size, num_labels, dropout)
         self._load_head(Path(model_path))
 
     def _load_head(self, folder: Path) -> None:
@@ -70,14 +68,19 @@ class SequenceClassifier(ClassifierModule):
 
     def save_pretrained(self, folder: Path) -> None:
         self.model.save_pretrained(folder)
-        torch.save(self.head.state_dict(), Path(folder) / HEAD_WEIGHTS)
-        (Path(folder) / HEAD_CONFIG).write_text(json.dumps({"num_labels": self.num_labels, "pooling": self.pooling}))
+        save_head(folder, self.head, self.num_labels, self.pooling)
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         hidden = self.model(**encoder_inputs(batch)).last_hidden_state
-        if self.pooling == "cls":
-            pooled = hidden[:, 0]
-        else:
-            mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        pooled = hidden[:, 0] if self.pooling == "cls" else mean_pool(hidden, batch["attention_mask"])
         return self.head(pooled)
+
+
+def save_head(folder: Path, head: torch.nn.Module, num_labels: int, pooling: str) -> None:
+    """The head beside an encoder folder; a SequenceClassifier built from that folder starts from it."""
+    torch.save(head.state_dict(), Path(folder) / HEAD_WEIGHTS)
+    (Path(folder) / HEAD_CONFIG).write_text(json.dumps({"num_labels": num_labels, "pooling": pooling}))
+
+
+def new_head(hidden_size: int, num_labels: int, dropout: float = 0.0) -> torch.nn.Sequential:
+    return torch.nn.Sequential(torch.nn.Dropout(dropout), torch.nn.Linear(hidden_size, num_labels))

@@ -1,0 +1,167 @@
+"""Round-0 stages for sentence encoders, after SetFit: contrastive pair training on the labelled set, then a
+linear probe that gives round 0's classifier a fitted head instead of a random one (LP-FT, Kumar et al., 2022).
+
+    stages=[contrastive,probe]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from transformers import AutoModel
+
+from alpaca_lightning.console import info
+from alpaca_lightning.context import RunContext
+from alpaca_lightning.data.batching import pad_rows
+from alpaca_lightning.models.base import mean_pool
+from alpaca_lightning.models.classifier import new_head, save_head
+from alpaca_lightning.models.contrastive import SentencePairEncoder
+from alpaca_lightning.once import produce_once, train_once
+from alpaca_lightning.stages import Stage
+
+
+def sentence_pairs(labels: np.ndarray, iterations: int, seed: int) -> list[tuple[int, int, float]]:
+    """SetFit's pair sampling: per iteration and labelled example, one partner of the same class (target 1) and
+    one of another class (target 0). Returns (index a, index b, target)."""
+    rng = np.random.default_rng(seed)
+    labels = np.asarray(labels)
+    pairs = []
+    for _ in range(iterations):
+        for i, label in enumerate(labels):
+            same = np.flatnonzero((labels == label) & (np.arange(len(labels)) != i))
+            other = np.flatnonzero(labels != label)
+            if len(same):
+                pairs.append((i, int(rng.choice(same)), 1.0))
+            if len(other):
+                pairs.append((i, int(rng.choice(other)), 0.0))
+    return pairs
+
+
+class PairCollator:
+    def __init__(self, encoded: list[list[int]], pad_token_id: int) -> None:
+        self.encoded = encoded
+        self.pad_token_id = pad_token_id
+
+    def side(self, indices: list[int], prefix: str) -> dict[str, torch.Tensor]:
+        rows = [self.encoded[i] for i in indices]
+        width = max(len(r) for r in rows)
+        return {f"{prefix}_input_ids": pad_rows(rows, width, self.pad_token_id),
+                f"{prefix}_attention_mask": pad_rows([[1] * len(r) for r in rows], width, 0)}
+
+    def __call__(self, pairs: list[tuple[int, int, float]]) -> dict[str, torch.Tensor]:
+        a, b, target = zip(*pairs)
+        return {**self.side(list(a), "a"), **self.side(list(b), "b"), "target": torch.tensor(target)}
+
+
+def labelled_token_ids(ctx: RunContext, max_length: int) -> list[list[int]]:
+    texts = [t if isinstance(t, str) else " ".join(t) for t in ctx.splits.labelled.texts]
+    return ctx.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+
+
+class ContrastiveStage(Stage):
+    def __init__(
+        self,
+        module: Callable[..., SentencePairEncoder],
+        pair_iterations: int = 20,
+        batch_size: int = 16,
+        max_epochs: int = 1,
+        max_length: int = 64,
+        name: str = "contrastive",
+    ) -> None:
+        self.make_module = module
+        self.pair_iterations = pair_iterations
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.max_length = max_length
+        self.name = name
+
+    def run(self, ctx: RunContext, encoder_path: str, folder: Path) -> str:
+        def fit(module: SentencePairEncoder) -> None:
+            pairs = sentence_pairs(ctx.splits.labelled.labels, self.pair_iterations, ctx.seed)
+            info(f"{self.name}: {len(pairs)} sentence pairs from {len(ctx.splits.labelled)} labelled examples")
+            collate = PairCollator(labelled_token_ids(ctx, self.max_length), ctx.tokenizer.pad_token_id)
+            loader = DataLoader(pairs, batch_size=self.batch_size, shuffle=True, collate_fn=collate,
+                                generator=torch.Generator().manual_seed(ctx.seed))
+            module.stage_name = self.name
+            trainer = ctx.trainers.fit(self.name, max_epochs=self.max_epochs, use_distributed_sampler=True)
+            trainer.fit(module, train_dataloaders=loader)
+
+        def save(module: SentencePairEncoder, tmp: Path) -> None:
+            module.save_pretrained(tmp)
+            ctx.tokenizer.save_pretrained(tmp)
+
+        train_once(folder, ctx.seed, lambda: self.make_module(model_path=encoder_path), fit, save, self.name)
+        return str(folder)
+
+
+@torch.no_grad()
+def pooled_embeddings(model: torch.nn.Module, token_ids: list[list[int]], pad_token_id: int,
+                      batch_size: int = 64) -> torch.Tensor:
+    model.eval()
+    out = []
+    for start in range(0, len(token_ids), batch_size):
+        rows = token_ids[start : start + batch_size]
+        width = max(len(r) for r in rows)
+        ids, mask = pad_rows(rows, width, pad_token_id), pad_rows([[1] * len(r) for r in rows], width, 0)
+        out.append(mean_pool(model(input_ids=ids, attention_mask=mask).last_hidden_state, mask))
+    return torch.cat(out).float()
+
+
+def fit_logistic_regression(features: torch.Tensor, labels: torch.Tensor, num_labels: int, c: float,
+                            max_iter: int = 500) -> torch.nn.Linear:
+    """Multinomial logistic regression, sklearn's objective: sum of cross-entropies + ||W||^2 / (2C)."""
+    linear = torch.nn.Linear(features.shape[1], num_labels)
+    torch.nn.init.zeros_(linear.weight)
+    torch.nn.init.zeros_(linear.bias)
+    optimizer = torch.optim.LBFGS(linear.parameters(), max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = torch.nn.functional.cross_entropy(linear(features), labels, reduction="sum")
+        loss = loss + linear.weight.pow(2).sum() / (2 * c)
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return linear
+
+
+class LinearProbeStage(Stage):
+    """Fit a logistic regression on the frozen encoder's pooled embeddings of the labelled set and save it as the
+    classifier head beside the encoder: round 0 then fine-tunes from a fitted head (LP-FT)."""
+
+    def __init__(self, c: float = 1.0, max_length: int = 64, pooling: str = "mean", name: str = "probe") -> None:
+        self.c = c
+        self.max_length = max_length
+        self.pooling = pooling
+        self.name = name
+
+    def run(self, ctx: RunContext, encoder_path: str, folder: Path) -> str:
+        if self.pooling != "mean":
+            raise ValueError("The probe stage fits a head for mean pooling (model.classifier.pooling=mean).")
+
+        def compute() -> tuple[torch.nn.Module, torch.nn.Sequential, dict[str, Any]]:
+            model = AutoModel.from_pretrained(encoder_path)
+            features = pooled_embeddings(model, labelled_token_ids(ctx, self.max_length), ctx.tokenizer.pad_token_id)
+            labels = torch.as_tensor(ctx.splits.labelled.labels, dtype=torch.long)
+            linear = fit_logistic_regression(features, labels, len(ctx.label_names), self.c)
+            head = new_head(features.shape[1], len(ctx.label_names))
+            head[1].load_state_dict(linear.state_dict())
+            train_acc = float((linear(features).argmax(1) == labels).float().mean())
+            info(f"{self.name}: logistic regression on {len(labels)} frozen embeddings, train accuracy {train_acc:.3f}")
+            return model, head, {"train_acc": train_acc}
+
+        def write(result: tuple[torch.nn.Module, torch.nn.Sequential, dict[str, Any]], tmp: Path) -> None:
+            model, head, metrics = result
+            model.save_pretrained(tmp)
+            ctx.tokenizer.save_pretrained(tmp)
+            save_head(tmp, head, len(ctx.label_names), self.pooling)
+
+        produce_once(folder, compute, write, f"stage '{self.name}'")
+        return str(folder)
