@@ -52,7 +52,7 @@ from experiments.runner import (
     failure_report,
 )
 
-MAX_LENGTH = {"sst2": 64, "trec6": 64, "agnews": 128}
+MAX_LENGTH = {"sst2": 64, "trec6": 64, "agnews": 128, "mr": 64}
 
 
 @dataclass
@@ -81,6 +81,14 @@ VARIANTS = {
         full_supervision_size=1000,
         grid=[{"lr": 1e-4, "epochs": 20}, {"lr": 2e-4, "epochs": 20}],
         selftrain=["selftrain.max_rounds=2"],
+        # issue 9's options, each on every cell (the self-training row reports the best on validation)
+        candidates={
+            "default": [],
+            "stages=[contrastive,probe]": ["stages=[contrastive,probe]"],
+            "losses=[supervised,consistency]": ["losses=[supervised,consistency]"],
+            "contrastive+probe+consistency": ["stages=[contrastive,probe]", "losses=[supervised,consistency]"],
+            "losses.supervised.cutoff=0.1": ["losses.supervised.cutoff=0.1"],
+        },
     ),
     # The same code path in seconds, for the test suite (with --override model=tiny_bert).
     "smoke": Variant(
@@ -240,9 +248,15 @@ def benchmark(
     ks: list[int] | None = None,
     seeds: list[int] | None = None,
     reuse_only: bool = False,
+    candidates: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Runs the variant (its datasets, ks and seeds replaced where given) and writes the report under out_root."""
+    """Runs the variant (its datasets, ks, seeds and candidates narrowed where given) and writes the report."""
     changes = {key: value for key, value in {"datasets": datasets, "ks": ks, "seeds": seeds}.items() if value}
+    if candidates:
+        unknown = sorted(set(candidates) - set(VARIANTS[variant_name].candidates))
+        if unknown:
+            raise SystemExit(f"unknown candidates {unknown}; the variant has {sorted(VARIANTS[variant_name].candidates)}")
+        changes["candidates"] = {name: VARIANTS[variant_name].candidates[name] for name in candidates}
     variant = replace(VARIANTS[variant_name], **changes, extra=common_overrides(hardware, extra))
     runs = out_root / "runs"
     start = time.time()
@@ -431,6 +445,7 @@ def main() -> int:
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="quick")
     parser.add_argument("--out", type=Path, default=None, help="default: experiments/results/benchmark_<variant>")
     parser.add_argument("--ks", nargs="+", type=int, help="replace the variant's labels per class")
+    parser.add_argument("--candidates", nargs="+", help="run only these of the variant's self-training candidates")
     add_common_flags(parser)
     args = parser.parse_args()
     register_resolvers()
@@ -445,6 +460,7 @@ def main() -> int:
         datasets=args.datasets,
         ks=args.ks,
         seeds=args.seeds,
+        candidates=args.candidates,
     )
     print((out / "results.md").read_text())
     print(f"report: {out}/results.md, plot: {out}/test_acc_per_round.png, started {report['started']}")

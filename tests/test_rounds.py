@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from alpaca_lightning import pipeline
 from alpaca_lightning.assets import REPO_ROOT
 from alpaca_lightning.errors import AlpacaError
-from alpaca_lightning.models.losses import Consistency
+from alpaca_lightning.models.losses import Consistency, Supervised, token_cutoff
 from alpaca_lightning.selftrain.rounds import RoundSettings
 from tests.conftest import compose_config, tiny_overrides
 
@@ -120,7 +120,7 @@ def test_consistency_loss_masks_unconfident_examples_and_keeps_special_tokens() 
     batch = {"input_ids": torch.randint(1, 20, (6, 8)), "attention_mask": torch.ones(6, 8, dtype=torch.long)}
     batch["attention_mask"][3:, 5:] = 0  # three shorter texts
     loss = Consistency(cutoff=0.5, threshold=0.0)
-    cut = loss.cut_tokens(batch)
+    cut = token_cutoff(batch["attention_mask"], 0.5)
     lengths = batch["attention_mask"].sum(1)
     assert (cut[:, 0] == 1).all() and all(cut[i, lengths[i] - 1] == 1 for i in range(6))  # [CLS]/[SEP] kept
     assert (cut <= batch["attention_mask"]).all() and (cut < batch["attention_mask"]).any()
@@ -136,3 +136,13 @@ def test_a_malformed_class_prior_fails_before_training(synthetic_task, tmp_path)
     with pytest.raises(AlpacaError, match="task.class_prior"):
         pipeline.run(cfg)
     assert not (tmp_path / "rounds").exists()
+
+
+def test_supervised_cutoff_noises_the_student_input_only_when_asked() -> None:
+    torch.manual_seed(0)
+    module = _Linear()
+    batch = {"input_ids": torch.randint(1, 20, (4, 8)), "attention_mask": torch.ones(4, 8, dtype=torch.long),
+             "labels": torch.tensor([0, 1, 2, 0]), "weights": torch.ones(4)}
+    clean = Supervised().per_example(module, batch)
+    torch.testing.assert_close(clean, Supervised().per_example(module, batch))
+    assert not torch.allclose(clean, Supervised(cutoff=0.5).per_example(module, batch))

@@ -32,12 +32,30 @@ class Loss:
         raise NotImplementedError
 
 
+def token_cutoff(attention_mask: torch.Tensor, share: float) -> torch.Tensor:
+    """An attention mask with a random ``share`` of the inner tokens off (never the first and last token:
+    [CLS]/[SEP] or their equivalents): the texts' own noise, for any tokenizer."""
+    lengths = attention_mask.sum(dim=1, keepdim=True)
+    position = torch.arange(attention_mask.shape[1], device=attention_mask.device).unsqueeze(0)
+    inner = (position > 0) & (position < lengths - 1)
+    cut = inner & (torch.rand(attention_mask.shape, device=attention_mask.device) < share)
+    return attention_mask.masked_fill(cut, 0)
+
+
 class Supervised(Loss):
-    """Cross-entropy against ``labels``, or against soft ``targets`` (soft pseudo-labels), times ``weights``."""
+    """Cross-entropy against ``labels``, or against soft ``targets`` (soft pseudo-labels), times ``weights``.
+    ``cutoff`` > 0 hides that share of each text's tokens from the student (Noisy Student's input noise: a student
+    that sees the teacher's exact inputs can only copy it)."""
 
     name = "supervised"
 
+    def __init__(self, weight: float = 1.0, cutoff: float = 0.0) -> None:
+        super().__init__(weight)
+        self.cutoff = cutoff
+
     def per_example(self, module: ClassifierModule, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if self.cutoff > 0:
+            batch = {**batch, "attention_mask": token_cutoff(batch["attention_mask"], self.cutoff)}
         logits = module(batch).float()
         if "targets" in batch:
             loss = -(batch["targets"].float() * torch.log_softmax(logits, dim=-1)).sum(-1)
@@ -66,16 +84,6 @@ class Consistency(Loss):
             clean = torch.softmax(module(batch).float(), dim=-1)
             target = torch.softmax(torch.log(clean.clamp_min(1e-12)) / self.temperature, dim=-1)
             mask = (clean.max(dim=-1).values >= self.threshold).float()
-        noised = {**batch, "attention_mask": self.cut_tokens(batch)}
+        noised = {**batch, "attention_mask": token_cutoff(batch["attention_mask"], self.cutoff)}
         log_probs = torch.log_softmax(module(noised).float(), dim=-1)
         return -(target * log_probs).sum(-1) * mask
-
-    def cut_tokens(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """An attention mask with a random ``cutoff`` share of the inner tokens off (never the first and last
-        token: [CLS]/[SEP] or their equivalents)."""
-        attention = batch["attention_mask"]
-        lengths = attention.sum(dim=1, keepdim=True)
-        position = torch.arange(attention.shape[1], device=attention.device).unsqueeze(0)
-        inner = (position > 0) & (position < lengths - 1)
-        cut = inner & (torch.rand(attention.shape, device=attention.device) < self.cutoff)
-        return attention.masked_fill(cut, 0)

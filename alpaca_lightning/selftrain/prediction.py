@@ -124,7 +124,8 @@ def predict_split_once(
 
 
 def classification_metrics(predictions: Predictions, gold: np.ndarray, prefix: str) -> dict[str, Any]:
-    """Accuracy and macro-F1 (torchmetrics) on the examples whose gold label is known."""
+    """Accuracy, macro-F1 (torchmetrics) and negative log-likelihood on the examples whose gold label is known.
+    The NLL uses every probability, so it is a less noisy model-selection signal than accuracy on a tiny set."""
     known = gold >= 0
     if not known.any():
         return {}
@@ -134,5 +135,6 @@ def classification_metrics(predictions: Predictions, gold: np.ndarray, prefix: s
     return {
         f"{prefix}/acc": float(multiclass_accuracy(preds, target, num_classes, average="micro")),
         f"{prefix}/f1_macro": float(multiclass_f1_score(preds, target, num_classes, average="macro")),
+        f"{prefix}/nll": float(-np.log(np.clip(predictions.probs[known, gold[known]], 1e-12, None)).mean()),
         f"{prefix}/n": int(known.sum()),
     }

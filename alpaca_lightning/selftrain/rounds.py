@@ -44,6 +44,7 @@ from alpaca_lightning.selftrain.teachers import Teacher
 
 STUDENT_INITS = ("reset", "continue")
 TEACHER_CHOICES = ("last", "best")
+LOWER_IS_BETTER = ("nll", "loss", "ece")
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,16 @@ class RoundSettings:
     @property
     def label_use(self) -> LabelUse:
         return LabelUse(self.labels, self.temperature, self.weight_by_confidence)
+
+    @property
+    def minimize(self) -> bool:
+        """Losses and calibration errors are better when lower (val/nll); accuracy and F1 when higher."""
+        return self.monitor.endswith(LOWER_IS_BETTER)
+
+    def better(self, score: float, best: float) -> bool:
+        """Whether ``score`` beats ``best`` by more than ``min_improvement``."""
+        gain = best - score if self.minimize else score - best
+        return gain > self.min_improvement
 
     def __post_init__(self) -> None:
         _ = self.label_use  # validates the label options before any training
@@ -143,7 +154,7 @@ class SelfTrainingLoop:
             if record is None:
                 break
             records.append(record)
-            improved = best is None or record.score(monitor) > best.score(monitor) + self.settings.min_improvement
+            improved = best is None or self.settings.better(record.score(monitor), best.score(monitor))
             best, stale = (record, 0) if improved else (best, stale + 1)
             self._discard_models(records, best, last_needed=k < self.settings.max_rounds)
             if k == self.settings.max_rounds:
