@@ -65,6 +65,7 @@ def tiny_overrides(task: dict[str, Path], out_dir: Path) -> list[str]:
         "split.labels_per_class=16",
         "split.val_size=60",
         "split.pool_size=200",
+        "stages=[]",  # plain round 0; tests/test_stages.py runs the default contrastive and probe stages
         "filters=[class_balanced]",
         "filters.class_balanced.k=40",
         "selftrain.max_rounds=2",

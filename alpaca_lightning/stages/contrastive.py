@@ -101,14 +101,16 @@ class ContrastiveStage(Stage):
 
 @torch.no_grad()
 def pooled_embeddings(model: torch.nn.Module, token_ids: list[list[int]], pad_token_id: int,
-                      batch_size: int = 64) -> torch.Tensor:
+                      batch_size: int = 64, pooling: str = "mean") -> torch.Tensor:
+    """The classifier's pooled features (mean of the kept tokens, or the first token's state) of each text."""
     model.eval()
     out = []
     for start in range(0, len(token_ids), batch_size):
         rows = token_ids[start : start + batch_size]
         width = max(len(r) for r in rows)
         ids, mask = pad_rows(rows, width, pad_token_id), pad_rows([[1] * len(r) for r in rows], width, 0)
-        out.append(mean_pool(model(input_ids=ids, attention_mask=mask).last_hidden_state, mask))
+        hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+        out.append(hidden[:, 0] if pooling == "cls" else mean_pool(hidden, mask))
     return torch.cat(out).float()
 
 
@@ -143,12 +145,10 @@ class LinearProbeStage(Stage):
         self.name = name
 
     def run(self, ctx: RunContext, encoder_path: str, folder: Path) -> str:
-        if self.pooling != "mean":
-            raise ValueError("The probe stage fits a head for mean pooling (model.classifier.pooling=mean).")
-
         def compute() -> tuple[torch.nn.Module, torch.nn.Sequential, dict[str, Any]]:
             model = AutoModel.from_pretrained(encoder_path)
-            features = pooled_embeddings(model, labelled_token_ids(ctx, self.max_length), ctx.tokenizer.pad_token_id)
+            features = pooled_embeddings(model, labelled_token_ids(ctx, self.max_length), ctx.tokenizer.pad_token_id,
+                                         pooling=self.pooling)
             labels = torch.as_tensor(ctx.splits.labelled.labels, dtype=torch.long)
             linear = fit_logistic_regression(features, labels, len(ctx.label_names), self.c)
             head = new_head(features.shape[1], len(ctx.label_names))
