@@ -145,9 +145,8 @@ def test_unset_mandatory_values_are_listed(tmp_path) -> None:
 
 
 def test_a_teacher_predicts_once_and_is_then_reused(tmp_path) -> None:
-    from alpaca_lightning.selftrain.prediction import predict_split_once
-
     from alpaca_lightning.artifacts import mark_complete
+    from alpaca_lightning.selftrain.prediction import predict_split_once
 
     saved = np.array([[0.2, 0.8], [0.9, 0.1]], dtype=np.float32)
     np.save(tmp_path / "probs.npy", saved)

@@ -38,7 +38,7 @@ def test_a_correct_selection_of_an_imbalanced_pool_is_not_called_skewed(caplog) 
     selected = PseudoLabelSet(np.arange(len(gold)), gold, np.eye(2)[gold], gold)  # the true labels, 87/13
     uniform = warn_if_skewed(1, selected, np.array([0.5, 0.5]), ["a", "b"])
     estimated = warn_if_skewed(1, selected, estimate_class_prior(probs, np.array([0.5, 0.5])), ["a", "b"])
-    assert uniform > 0.3 > 0.05 > estimated
+    assert uniform > 0.3 and estimated < 0.05
 
 
 def test_alignment_follows_the_given_prior() -> None:

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from alpaca_lightning.context import RunContext
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.backbone import load_tokenizer
 from alpaca_lightning.models.prompt import IS_NEXT
@@ -16,7 +17,6 @@ from alpaca_lightning.pipeline import load_splits, run
 from alpaca_lightning.selftrain.filters import SelectionContext
 from alpaca_lightning.selftrain.fusion import Fused
 from alpaca_lightning.selftrain.pseudo_labels import LabelUse, select_pseudo_labels
-from alpaca_lightning.context import RunContext
 from alpaca_lightning.selftrain.teachers import ClozeTeacher, NextSentenceTeacher
 from tests.conftest import compose_config, tiny_overrides
 
@@ -60,7 +60,6 @@ def test_prompt_teachers_train_once_and_predict_every_example(fused_run) -> None
 def test_classifier_teacher_averages_its_seed_ensemble(fused_run) -> None:
     cfg, out, _ = fused_run
     assert (out / "teachers" / "classifier_seed1" / "model" / "COMPLETE").is_file()
-    pool_size = len(load_splits(cfg).pool)
     members = (out / "rounds" / "round_0", out / "teachers" / "classifier_seed1")  # round 1's teacher is round 0
     best, extra = (np.load(m / "teacher_predictions" / "pool" / "probs.npy") for m in members)
     assert not np.allclose(best, extra)  # two different models
@@ -74,7 +73,6 @@ def test_classifier_teacher_averages_its_seed_ensemble(fused_run) -> None:
 
 def test_agreement_fusion_keeps_only_unanimous_examples(fused_run) -> None:
     cfg, out, _ = fused_run
-    pool_size = len(load_splits(cfg).pool)
     folder = out / "rounds" / "round_1"
     members = (out / "rounds" / "round_0", out / "teachers" / "classifier_seed1")
     ensemble = [np.load(m / "teacher_predictions" / "pool" / "probs.npy") for m in members]

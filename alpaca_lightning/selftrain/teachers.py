@@ -1,6 +1,7 @@
 """Teachers: whatever predicts class probabilities for the pool (and validation) at the start of a round.
 
-classifier  the best round's model so far (optionally averaged with extra supervised models of other seeds)
+classifier  the teacher round's model (selftrain.teacher: the last round, or the best so far), optionally
+            averaged with extra supervised models of other seeds
 cloze       an MLM prompt: pattern with a mask slot + one verbalizer word per label (PET / LM-BFF)
 nsp         a next-sentence prompt: one label sentence per label, scored by the NSP head (NSP-BERT)
 

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import AutoModel
 
+from alpaca_lightning.artifacts import atomic_write_json
 from alpaca_lightning.console import info
 from alpaca_lightning.context import RunContext
 from alpaca_lightning.data.batching import pad_rows
@@ -162,6 +163,7 @@ class LinearProbeStage(Stage):
             model.save_pretrained(tmp)
             ctx.tokenizer.save_pretrained(tmp)
             save_head(tmp, head, len(ctx.label_names), self.pooling)
+            atomic_write_json(tmp / "stage_metrics.json", metrics)
 
         produce_once(folder, compute, write, f"stage '{self.name}'")
         return str(folder)
