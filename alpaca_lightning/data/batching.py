@@ -112,17 +112,21 @@ class Collator:
         self.pad_token_id = pad_token_id
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        width = max(len(e["input_ids"]) for e in examples)
-        batch: dict[str, torch.Tensor] = {
-            "input_ids": pad_rows([e["input_ids"] for e in examples], width, self.pad_token_id),
-            "attention_mask": pad_rows([[1] * len(e["input_ids"]) for e in examples], width, 0),
-        }
+        batch = pad_token_rows([e["input_ids"] for e in examples], self.pad_token_id)
+        width = batch["input_ids"].shape[1]
         if "token_type_ids" in examples[0]:
             batch["token_type_ids"] = pad_rows([e["token_type_ids"] for e in examples], width, 0)
         for key in examples[0]:
             if key not in batch:
                 batch[key] = torch.as_tensor(np.asarray([e[key] for e in examples]))
         return batch
+
+
+def pad_token_rows(rows: list[list[int]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """``input_ids`` padded to the longest row and the matching ``attention_mask``."""
+    width = max(len(r) for r in rows)
+    return {"input_ids": pad_rows(rows, width, pad_token_id),
+            "attention_mask": pad_rows([[1] * len(r) for r in rows], width, 0)}
 
 
 def pad_rows(rows: list[list[int]], width: int, value: int) -> torch.Tensor:

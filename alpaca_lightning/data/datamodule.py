@@ -183,6 +183,11 @@ class SelfTrainingDataModule(pl.LightningDataModule):
         self.prepare()
         return ExampleDataset(self.encoded[split], np.arange(len(self.encoded[split])))
 
+    def token_ids(self, split: str) -> list[list[int]]:
+        """The split's token ids as this DataModule encoded them (once per run)."""
+        self.prediction_set(split)  # validates the name, tokenizes if needed
+        return self.encoded[split].input_ids
+
     def use_for_prediction(self, split: str) -> None:
         """Choose the split that the next ``trainer.predict(datamodule=...)`` runs over."""
         self.prediction_set(split)  # validates the name

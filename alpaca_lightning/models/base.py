@@ -11,6 +11,7 @@ import pytorch_lightning as pl
 import torch
 from transformers import AutoConfig
 
+from alpaca_lightning.console import quiet_libraries
 from alpaca_lightning.errors import AlpacaError, TrainingError
 from alpaca_lightning.models import optim
 from alpaca_lightning.models.losses import Loss, Supervised
@@ -24,6 +25,7 @@ class TransformerModule(pl.LightningModule):
         weight_decay: float = 0.01,
     ) -> None:
         super().__init__()
+        quiet_libraries()  # every module loads a transformers model next: no load reports or progress bars
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.weight_decay = weight_decay

@@ -16,7 +16,6 @@ from typing import Any
 import torch
 from transformers import AutoModel
 
-from alpaca_lightning.console import quiet_libraries
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.base import ClassifierModule, encoder_inputs, mean_pool
 from alpaca_lightning.models.losses import Loss
@@ -43,7 +42,6 @@ class SequenceClassifier(ClassifierModule):
         super().__init__(optimizer, scheduler, weight_decay, global_batch_size, losses)
         if pooling not in POOLINGS:
             raise AlpacaError(f"model.classifier.pooling must be one of {POOLINGS}, got '{pooling}'.")
-        quiet_libraries()
         self.num_labels = num_labels
         self.pooling = pooling
         self.model = AutoModel.from_pretrained(model_path)

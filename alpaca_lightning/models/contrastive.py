@@ -11,7 +11,6 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel
 
-from alpaca_lightning.console import quiet_libraries
 from alpaca_lightning.models.base import TransformerModule, mean_pool
 
 
@@ -24,7 +23,6 @@ class SentencePairEncoder(TransformerModule):
         weight_decay: float = 0.01,
     ) -> None:
         super().__init__(optimizer, scheduler, weight_decay)
-        quiet_libraries()
         self.model = AutoModel.from_pretrained(model_path)
         self.model.train()
         if getattr(self.model, "pooler", None) is not None:

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 from transformers import AutoModelForMaskedLM, BertForPreTraining
 
-from alpaca_lightning.console import quiet_libraries
 from alpaca_lightning.models.base import TransformerModule, require_next_sentence_head
 
 
@@ -26,7 +25,6 @@ class SelfSupervisedModule(TransformerModule):
         next_sentence: bool = False,
     ) -> None:
         super().__init__(optimizer, scheduler, weight_decay)
-        quiet_libraries()
         self.uses_next_sentence = next_sentence
         if next_sentence:
             require_next_sentence_head(model_path, "stages=[mlm_nsp]", "Use stages=[mlm] for this model.")

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from transformers import AutoModelForMaskedLM, BertForNextSentencePrediction
 
-from alpaca_lightning.console import info, quiet_libraries
+from alpaca_lightning.console import info
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.base import ClassifierModule, encoder_inputs, require_next_sentence_head
 
@@ -50,7 +50,6 @@ class ClozeClassifier(ClassifierModule):
         global_batch_size: int = 16,
     ) -> None:
         super().__init__(optimizer, scheduler, weight_decay, global_batch_size)
-        quiet_libraries()
         self.model = _load_with_report(AutoModelForMaskedLM.from_pretrained, model_path, "cloze teacher")
         self.model.train()
         self.register_buffer("verbalizer_ids", torch.as_tensor(verbalizer_token_ids, dtype=torch.long))
@@ -91,7 +90,6 @@ class NextSentenceScorer(ClassifierModule):
         global_batch_size: int = 16,
     ) -> None:
         super().__init__(optimizer, scheduler, weight_decay, global_batch_size)
-        quiet_libraries()
         require_next_sentence_head(model_path, "The NSP teacher", "Drop 'nsp' from teachers=[...] for this model.")
         self.model = _load_with_report(BertForNextSentencePrediction.from_pretrained, model_path, "NSP teacher")
         self.model.train()

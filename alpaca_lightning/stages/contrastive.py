@@ -18,7 +18,7 @@ from transformers import AutoModel
 from alpaca_lightning.artifacts import atomic_write_json
 from alpaca_lightning.console import info
 from alpaca_lightning.context import RunContext
-from alpaca_lightning.data.batching import pad_rows
+from alpaca_lightning.data.batching import pad_token_rows
 from alpaca_lightning.models.base import mean_pool
 from alpaca_lightning.models.classifier import new_head, save_head
 from alpaca_lightning.models.contrastive import SentencePairEncoder
@@ -49,19 +49,12 @@ class PairCollator:
         self.pad_token_id = pad_token_id
 
     def side(self, indices: list[int], prefix: str) -> dict[str, torch.Tensor]:
-        rows = [self.encoded[i] for i in indices]
-        width = max(len(r) for r in rows)
-        return {f"{prefix}_input_ids": pad_rows(rows, width, self.pad_token_id),
-                f"{prefix}_attention_mask": pad_rows([[1] * len(r) for r in rows], width, 0)}
+        padded = pad_token_rows([self.encoded[i] for i in indices], self.pad_token_id)
+        return {f"{prefix}_{key}": value for key, value in padded.items()}
 
     def __call__(self, pairs: list[tuple[int, int, float]]) -> dict[str, torch.Tensor]:
         a, b, target = zip(*pairs)
         return {**self.side(list(a), "a"), **self.side(list(b), "b"), "target": torch.tensor(target)}
-
-
-def labelled_token_ids(ctx: RunContext, max_length: int) -> list[list[int]]:
-    texts = [t if isinstance(t, str) else " ".join(t) for t in ctx.splits.labelled.texts]
-    return ctx.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
 
 
 class ContrastiveStage(Stage):
@@ -71,21 +64,19 @@ class ContrastiveStage(Stage):
         pair_iterations: int = 20,
         batch_size: int = 16,
         max_epochs: int = 1,
-        max_length: int = 64,
         name: str = "contrastive",
     ) -> None:
         self.make_module = module
         self.pair_iterations = pair_iterations
         self.batch_size = batch_size
         self.max_epochs = max_epochs
-        self.max_length = max_length
         self.name = name
 
     def run(self, ctx: RunContext, encoder_path: str, folder: Path) -> str:
         def fit(module: SentencePairEncoder) -> None:
             pairs = sentence_pairs(ctx.splits.labelled.labels, self.pair_iterations, ctx.seed)
             info(f"{self.name}: {len(pairs)} sentence pairs from {len(ctx.splits.labelled)} labelled examples")
-            collate = PairCollator(labelled_token_ids(ctx, self.max_length), ctx.tokenizer.pad_token_id)
+            collate = PairCollator(ctx.datamodule.token_ids("labelled"), ctx.tokenizer.pad_token_id)
             loader = DataLoader(pairs, batch_size=self.batch_size, shuffle=True, collate_fn=collate,
                                 generator=torch.Generator().manual_seed(ctx.seed))
             module.stage_name = self.name
@@ -107,11 +98,9 @@ def pooled_embeddings(model: torch.nn.Module, token_ids: list[list[int]], pad_to
     model.eval()
     out = []
     for start in range(0, len(token_ids), batch_size):
-        rows = token_ids[start : start + batch_size]
-        width = max(len(r) for r in rows)
-        ids, mask = pad_rows(rows, width, pad_token_id), pad_rows([[1] * len(r) for r in rows], width, 0)
-        hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
-        out.append(hidden[:, 0] if pooling == "cls" else mean_pool(hidden, mask))
+        batch = pad_token_rows(token_ids[start : start + batch_size], pad_token_id)
+        hidden = model(**batch).last_hidden_state
+        out.append(hidden[:, 0] if pooling == "cls" else mean_pool(hidden, batch["attention_mask"]))
     return torch.cat(out).float()
 
 
@@ -139,16 +128,15 @@ class LinearProbeStage(Stage):
     """Fit a logistic regression on the frozen encoder's pooled embeddings of the labelled set and save it as the
     classifier head beside the encoder: round 0 then fine-tunes from a fitted head (LP-FT)."""
 
-    def __init__(self, c: float = 1.0, max_length: int = 64, pooling: str = "mean", name: str = "probe") -> None:
+    def __init__(self, c: float = 1.0, pooling: str = "mean", name: str = "probe") -> None:
         self.c = c
-        self.max_length = max_length
         self.pooling = pooling
         self.name = name
 
     def run(self, ctx: RunContext, encoder_path: str, folder: Path) -> str:
         def compute() -> tuple[torch.nn.Module, torch.nn.Sequential, dict[str, Any]]:
             model = AutoModel.from_pretrained(encoder_path)
-            features = pooled_embeddings(model, labelled_token_ids(ctx, self.max_length), ctx.tokenizer.pad_token_id,
+            features = pooled_embeddings(model, ctx.datamodule.token_ids("labelled"), ctx.tokenizer.pad_token_id,
                                          pooling=self.pooling)
             labels = torch.as_tensor(ctx.splits.labelled.labels, dtype=torch.long)
             linear = fit_logistic_regression(features, labels, len(ctx.label_names), self.c)
