@@ -41,6 +41,7 @@ if __package__ in (None, ""):  # run as `python experiments/benchmark.py`: make 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
+from experiments.peers import PEERS, run_peers
 from experiments.runner import (
     REBUILT,
     Job,
@@ -69,6 +70,7 @@ class Variant:
     # over all cells is reported (chosen like the supervised recipe: on validation, never on test).
     candidates: dict[str, list[str]] = field(default_factory=lambda: {"default": []})
     extra: list[str] = field(default_factory=list)  # overrides for every run (--hardware, --override)
+    peers: bool = False  # add the rows of experiments/peers.py (needs the `peers` extra)
 
 
 VARIANTS = {
@@ -90,6 +92,18 @@ VARIANTS = {
             "contrastive+probe+consistency": ["stages=[contrastive,probe]", "losses=[supervised,consistency]"],
             "losses.supervised.cutoff=0.1": ["stages=[]", "losses.supervised.cutoff=0.1"],
         },
+    ),
+    # Issue 9's yardstick on 2 CPU cores (about 80 minutes): the default self-training row against tuned supervised
+    # fine-tuning and the peers, 5 seeds. The self-training row is the config in conf/, nothing tried on test.
+    "cpu": Variant(
+        datasets=["sst2", "agnews", "trec6"],
+        ks=[8],
+        seeds=[0, 1, 2, 3, 4],
+        pool_size=1000,
+        test_size=1000,
+        full_supervision_size=1000,
+        grid=[{"lr": 1e-4, "epochs": 20}, {"lr": 2e-4, "epochs": 20}],
+        peers=True,
     ),
     # The same code path in seconds, for the test suite (with --override model=tiny_bert).
     "smoke": Variant(
@@ -194,6 +208,10 @@ def choose_candidate(report: dict[str, Any], outcomes: dict[str, list[Outcome]])
     return max(scores, key=lambda c: c["val/acc"])["candidate"] if scores else None
 
 
+def peers_job(dataset: str, k: int, seed: int, variant: Variant, runs: Path) -> Job:
+    return Job(overrides_for(dataset, k, seed, variant), runs / f"{dataset}_K{k}_peers_s{seed}")
+
+
 def full_job(dataset: str, lr: float, seed: int, variant: Variant, runs: Path) -> Job:
     recipe = {"lr": lr, "epochs": FULL_EPOCHS}
     overrides = overrides_for(dataset, None, seed, variant) + recipe_overrides(recipe) + PLAIN
@@ -231,9 +249,16 @@ def fill_selftrain(cell: dict[str, Any], outcomes: list[Outcome]) -> None:
     cell["selftrain"] = {
         **metrics([o.results for o in ok]),
         "best_round": [o.results["best_round"] for o in ok],
+        "round0/test/acc": [read_rounds(o)[0]["test/acc"] for o in ok],
         "wall_time_s": [o.results["wall_time_s"] for o in ok],
         "rounds": [read_rounds(o) for o in ok],
     }
+
+
+def fill_peers(cell: dict[str, Any], outcomes: list[Outcome]) -> None:
+    ok = [o.results for o in outcomes if o.ok]
+    for name in PEERS:
+        cell[name] = {key: [r[name][key] for r in ok] for key in ("test/acc", "test/f1_macro", "seconds")}
 
 
 def fill_full(cell: dict[str, Any], outcomes: list[Outcome]) -> None:
@@ -300,6 +325,14 @@ def benchmark(
         full = {d: [full_job(d, lr, s, variant, runs) for s in variant.seeds[:1]] for d, lr in full_lr.items()}
         phase2 = [job for group in [*selftrain.values(), *full.values()] for job in group]
         done = {o.job.name: o for o in pool.run(phase2, "phase 2, self-training and full supervision")}
+    peers: dict[tuple[str, int], list[Outcome]] = {}
+    if variant.peers:  # phase 3: the peers on each cell's splits (their own job function, so their own pool)
+        with RunPool(jobs, job_fn=run_peers, label="peers", reuse_only=reuse_only) as peer_pool:
+            for c in cells:
+                jobs_ = [peers_job(c["dataset"], c["K"], s, variant, runs) for s in variant.seeds]
+                peers[c["dataset"], c["K"]] = peer_pool.run(jobs_, f"phase 3, peers on {c['dataset']} K={c['K']}")
+        pool.failures += peer_pool.failures
+        pool.reused += peer_pool.reused
     per_candidate = {
         name: [done[job.name] for (n, _, _), group in selftrain.items() if n == name for job in group]
         for name in variant.candidates
@@ -309,12 +342,36 @@ def benchmark(
         if best is not None:
             fill_selftrain(cell, [done[job.name] for job in selftrain[best, cell["dataset"], cell["K"]]])
         fill_full(cell, [done[job.name] for job in full[cell["dataset"]]])
+        if (cell["dataset"], cell["K"]) in peers:
+            fill_peers(cell, peers[cell["dataset"], cell["K"]])
+    report["summary"] = summary(chosen)
     report["finished"] = time.strftime("%Y-%m-%d %H:%M")
     report["wall_time_s"] = round(time.time() - start, 1)
     report["failures"] = failure_report(pool)
     report["runs_reused_from_earlier_invocations"] = sorted(set(pool.reused))
     write_report(report, variant, out_root)
     return report
+
+
+def summary(cells: list[dict[str, Any]]) -> dict[str, Any]:
+    """Issue 9's yardsticks per cell: each row's mean test accuracy, the self-training gain over supervised against
+    the supervised seed std, and the share of the supervised-to-full gap that self-training closes."""
+    out = {}
+    for cell in cells:
+        sup, st, full = (cell.get(key, {}).get("test/acc") for key in ("supervised", "selftrain", "full"))
+        if not (sup and st and full):
+            continue
+        row = {name: statistics.mean(cell[name]["test/acc"]) for name in ("supervised", "selftrain", "full", *PEERS)
+               if cell.get(name, {}).get("test/acc")}
+        row["selftrain round 0"] = statistics.mean(cell["selftrain"]["round0/test/acc"])
+        row["gain"] = row["selftrain"] - row["supervised"]
+        row["supervised std"] = mean_std(sup)[1]
+        row["gap closed"] = row["gain"] / (row["full"] - row["supervised"])
+        out[f"{cell['dataset']} K={cell['K']}"] = row
+    if out:
+        keys = set.intersection(*(set(r) for r in out.values()))
+        out["mean"] = {key: statistics.mean(r[key] for r in out.values()) for key in keys}
+    return out
 
 
 # --- the report ----------------------------------------------------------------------------------------------------
@@ -356,7 +413,8 @@ def cell_rows(cell: dict[str, Any]) -> list[str]:
     sup, full = cell["supervised"], cell["full"]
     st = cell.get("selftrain", {"test/acc": [], "test/f1_macro": [], "rounds": [], "best_round": [], "wall_time_s": []})
     st_notes = (
-        f"best rounds {st['best_round']}; test acc per round {per_round(st['rounds'], 'test/acc')}; "
+        f"best rounds {st['best_round']} (round 0: {fmt(st.get('round0/test/acc', []))}); "
+        f"test acc per round {per_round(st['rounds'], 'test/acc')}; "
         f"pseudo-label acc per round {per_round(st['rounds'], 'pseudo/acc')}; "
         f"selected {per_round(st['rounds'], 'pseudo/count')}; {mean_or_dash(st['wall_time_s'], ' s')}/run"
     )
@@ -371,8 +429,44 @@ def cell_rows(cell: dict[str, Any]) -> list[str]:
             f"lr {recipe['lr']}, {recipe['epochs']} epochs (chosen on validation)",
         ),
         table_row(d, k, "self-training", fmt(st["test/acc"]), fmt(st["test/f1_macro"]), st_notes),
+        *peer_rows(cell),
         table_row(d, "-", "full supervision", fmt(full["test/acc"]), fmt(full["test/f1_macro"]), full_notes),
     ]
+
+
+PEER_ROWS = {
+    "logistic_regression": ("logistic regression (frozen encoder)", "scikit-learn defaults on sentence embeddings"),
+    "setfit": ("SetFit", "setfit 1.x default recipe, same backbone"),
+}
+
+
+def peer_rows(cell: dict[str, Any]) -> list[str]:
+    return [
+        table_row(cell["dataset"], cell["K"], row, fmt(cell[name]["test/acc"]), fmt(cell[name]["test/f1_macro"]),
+                  f"{notes}; {mean_or_dash(cell[name]['seconds'], ' s')}/run")
+        for name, (row, notes) in PEER_ROWS.items()
+        if name in cell
+    ]
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    rows = report.get("summary", {})
+    if not rows:
+        return []
+    columns = ["supervised", "selftrain round 0", "selftrain", *PEERS, "full"]
+    lines = [
+        "",
+        "Mean test accuracy per row (%); gain = self-training − supervised (points), against the supervised seed std; "
+        "gap closed = gain / (full − supervised):",
+        "",
+        table_row("cell", *columns, "gain", "supervised std", "gap closed"),
+        "|---" * (len(columns) + 4) + "|",
+    ]
+    for name, row in rows.items():
+        values = [f"{100 * row[c]:.1f}" if c in row else "-" for c in columns]
+        lines.append(table_row(name, *values, f"{100 * row['gain']:+.1f}", f"{100 * row['supervised std']:.1f}",
+                               f"{100 * row['gap closed']:.0f}%"))
+    return lines
 
 
 def failure_lines(report: dict[str, Any]) -> list[str]:
@@ -412,6 +506,7 @@ def write_report(report: dict[str, Any], variant: Variant, out_root: Path) -> No
     lines = [intro, "", "| dataset | K | row | test acc | test macro-F1 | notes |", "|---|---|---|---|---|---|"]
     for cell in report["cells"]:
         lines += cell_rows(cell)
+    lines += summary_lines(report)
     lines += candidate_lines(report, variant)
     (out_root / "results.md").write_text("\n".join(lines + failure_lines(report)) + "\n")
     plot(report, out_root / "test_acc_per_round.png")
