@@ -70,7 +70,6 @@ def setfit(
 ) -> np.ndarray:
     from datasets import Dataset
     from setfit import SetFitModel, Trainer, TrainingArguments
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # one line per run in the benchmark log, not a bar per step
@@ -87,7 +86,6 @@ def setfit(
 def run_peers(overrides: list[str], out_dir: Path) -> dict[str, Any]:
     """A runner job (see experiments/runner.py): both peers on the splits of ``overrides``; writes results.json."""
     from hydra import compose, initialize_config_dir
-
     from hydra.utils import instantiate
 
     from alpaca_lightning.context import task_text
