@@ -54,6 +54,7 @@ class RunContext:
     global_batch_size: int
     prompt: dict[str, Any] | None = None
     class_prior: np.ndarray | None = None  # task.class_prior; None: estimated from the teacher on the pool
+    backbone_path: str | None = None  # the encoder before the round-0 stages (selftrain.student_init=stages)
 
     @property
     def label_names(self) -> list[str]:

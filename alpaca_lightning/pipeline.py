@@ -103,7 +103,7 @@ def build_context(cfg: DictConfig, splits: TaskSplits, run_dir: Path) -> RunCont
         run_dir=run_dir, seed=cfg.seed, supervised_epochs=cfg.selftrain.supervised_epochs,
         global_batch_size=cfg.data.batch_size,
         prompt=OmegaConf.to_container(cfg.task.prompt, resolve=True) if cfg.task.get("prompt") else None,
-        class_prior=checked_prior(cfg.task.get("class_prior"), splits.label_names),
+        class_prior=checked_prior(cfg.task.get("class_prior"), splits.label_names), backbone_path=backbone_path,
     )
 
 
@@ -130,7 +130,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     loop = SelfTrainingLoop(
         ctx, teachers, instantiate(cfg.fusion), instantiate_list(cfg.filters), settings, hidden,
-        round_loggers=ctx.trainers.make_loggers("rounds") if is_global_zero() else [],
+        round_loggers=ctx.trainers.make_loggers("rounds") if is_global_zero() else [], stages=stages,
     )
     records = [r.to_dict() for r in loop.run()]
     results = build_results(

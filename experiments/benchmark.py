@@ -91,6 +91,7 @@ VARIANTS = {
             "losses=[supervised,consistency]": ["stages=[]", "losses=[supervised,consistency]"],
             "contrastive+probe+consistency": ["stages=[contrastive,probe]", "losses=[supervised,consistency]"],
             "losses.supervised.cutoff=0.1": ["stages=[]", "losses.supervised.cutoff=0.1"],
+            "student_init=stages": ["stages=[contrastive,probe]", "selftrain.student_init=stages"],
         },
     ),
     # Issue 9's yardstick on 2 CPU cores (about 80 minutes): the default self-training row against tuned supervised

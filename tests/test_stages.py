@@ -56,3 +56,44 @@ def test_contrastive_then_probe_stages(synthetic_task, tmp_path) -> None:
         predicted = classifier(dict(encoded)).argmax(1).numpy()
     assert (predicted == splits.labelled.labels).mean() >= 0.9
     assert json.loads((probe / "classifier_head.json").read_text())["num_labels"] == 2
+
+
+def test_student_init_stages_reruns_the_stages_with_pseudo_labels(synthetic_task, tmp_path) -> None:
+    """Each student re-runs the round-0 stages from the backbone on labelled + the most confident pseudo-labels; the
+    stage folders of a finished round are removed, and a resumed run reuses the finished rounds."""
+    overrides = tiny_overrides(synthetic_task, tmp_path) + [
+        "stages=[contrastive,probe]", "stages.contrastive.pair_iterations=2", "selftrain.max_rounds=1",
+        "selftrain.student_init=stages", "selftrain.stage_pseudo_per_class=5",
+    ]
+    results = run(compose_config(overrides))
+    log = (tmp_path / "rounds" / "round_1" / "metrics.json").read_text()
+    assert json.loads(log)["round"] == 1 and results["best_round"] in (0, 1)
+    assert not (tmp_path / "stages" / "round_1").exists()  # the student's stage encoders went with the round
+    assert (tmp_path / "stages" / "1_probe").is_dir()  # round 0's stages stay (a resume reuses them)
+    seen = []
+    original = SequenceClassifier.__init__
+
+    def recording_init(self, model_path, *args, **kwargs):
+        seen.append(model_path)
+        original(self, model_path, *args, **kwargs)
+
+    # the student of a fresh round 1 is built from its own stages' probe folder, not from the teacher
+    import shutil
+
+    shutil.rmtree(tmp_path / "rounds" / "round_1")
+    SequenceClassifier.__init__ = recording_init
+    try:
+        run(compose_config(overrides))
+    finally:
+        SequenceClassifier.__init__ = original
+    assert any(str(tmp_path / "stages" / "round_1" / "1_probe") == str(p) for p in seen), seen
+
+
+def test_student_init_stages_needs_stages(synthetic_task, tmp_path) -> None:
+    import pytest
+
+    from alpaca_lightning.errors import AlpacaError
+
+    overrides = tiny_overrides(synthetic_task, tmp_path) + ["selftrain.student_init=stages"]
+    with pytest.raises(AlpacaError, match="stages=\\[\\] is empty"):
+        run(compose_config(overrides))

@@ -18,7 +18,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,8 @@ from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.base import ClassifierModule
 from alpaca_lightning.once import produce_once, seeded_build
 from alpaca_lightning.selftrain.diagnostics import round_diagnostics
-from alpaca_lightning.selftrain.filters import PseudoLabelFilter, SelectionContext
+from alpaca_lightning.data.splits import TextSplit
+from alpaca_lightning.selftrain.filters import PseudoLabelFilter, SelectionContext, top_per_class
 from alpaca_lightning.selftrain.fusion import Fused, Fusion, TeacherOutput
 from alpaca_lightning.selftrain.prediction import Predictions, classification_metrics, predict_split
 from alpaca_lightning.selftrain.prior import estimate_class_prior
@@ -41,8 +42,9 @@ from alpaca_lightning.selftrain.pseudo_labels import LabelUse, PseudoLabelSet, s
 from alpaca_lightning.selftrain.records import EVALUATED_SPLITS, VAL_PREFIX, RoundRecord
 from alpaca_lightning.selftrain.run_report import ROUND_FIGURES, write_round_plots
 from alpaca_lightning.selftrain.teachers import Teacher
+from alpaca_lightning.stages import Stage, run_stages
 
-STUDENT_INITS = ("reset", "continue")
+STUDENT_INITS = ("reset", "continue", "stages")
 TEACHER_CHOICES = ("last", "best")
 LOWER_IS_BETTER = ("nll", "loss", "ece")
 
@@ -63,6 +65,7 @@ class RoundSettings:
     labels: str
     temperature: float
     weight_by_confidence: bool
+    stage_pseudo_per_class: int
 
     @property
     def label_use(self) -> LabelUse:
@@ -91,6 +94,8 @@ class RoundSettings:
                 f"round must be chosen on validation only (e.g. selftrain.monitor=val/acc or val/f1_macro). Test "
                 f"scores are reported for every round in rounds.csv."
             )
+        if self.stage_pseudo_per_class < 0:
+            raise AlpacaError(f"selftrain.stage_pseudo_per_class must be >= 0, got {self.stage_pseudo_per_class}.")
         if self.patience is not None and self.patience < 1:
             raise AlpacaError(f"selftrain.patience must be >= 1 or null (run every round), got {self.patience}.")
 
@@ -115,8 +120,13 @@ class SelfTrainingLoop:
         settings: RoundSettings,
         hidden: HiddenPoolLabels,
         round_loggers: Sequence[Logger] = (),
+        stages: Sequence[Stage] = (),
     ) -> None:
+        if settings.student_init == "stages" and not stages:
+            raise AlpacaError("selftrain.student_init=stages re-runs the round-0 stages for each student, but "
+                              "stages=[] is empty; set e.g. stages=[contrastive,probe] or another student_init.")
         self.ctx = ctx
+        self.stages = list(stages)
         self.teachers = list(teachers)
         self.fusion = fusion
         self.filters = list(filters)
@@ -203,8 +213,7 @@ class SelfTrainingLoop:
             init_from = self.ctx.encoder_path
         else:
             self.dm.start_round(k, **labelling.selected.training_fields(self.settings.label_use))
-            init_from = (str(self.round_dir(teacher_round) / "model") if self.settings.student_init == "continue"
-                         else self.ctx.encoder_path)
+            init_from = self._student_init(k, teacher_round, labelling.selected)
         train_size = len(self.dm.training_set())
         info(f"round {k}: training on {train_size} examples (init: {init_from})")
 
@@ -230,10 +239,38 @@ class SelfTrainingLoop:
 
         if produce_once(folder, train_and_score, write, f"round {k}"):
             self._log_round(folder)
+        self._discard_student_stages(k)
         record = RoundRecord.from_dict(read_json(folder / "metrics.json"))
         info(f"round {k}: {self.settings.monitor}={record.score(self.settings.monitor):.4f}"
              + (f", pseudo-labels {record.diagnostics['pseudo/count']}" if k else ""))
         return record
+
+    def _student_init(self, k: int, teacher_round: int, selected: PseudoLabelSet) -> str:
+        """Where round k's student starts: its teacher (continue), the round-0 encoder (reset), or the round-0
+        stages re-run from the backbone with the most confident pseudo-labels as extra labelled data (stages)."""
+        if self.settings.student_init == "continue":
+            return str(self.round_dir(teacher_round) / "model")
+        if self.settings.student_init == "reset":
+            return self.ctx.encoder_path
+        top = top_per_class(selected.probs, np.ones(len(selected), dtype=bool),
+                            lambda cls, members: min(members, self.settings.stage_pseudo_per_class))
+        splits = self.ctx.splits
+        pseudo = TextSplit([splits.pool.texts[i] for i in selected.positions[top]], selected.labels[top])
+        grown = replace(splits, labelled=TextSplit.concat([splits.labelled, pseudo]))
+        info(f"round {k}: re-running the round-0 stages on {len(splits.labelled)} labelled + {len(pseudo)} "
+             f"pseudo-labelled examples")
+        stage_ctx = replace(self.ctx, splits=grown, datamodule=self.ctx.make_datamodule(grown), seed=self.ctx.seed + k,
+                            encoder_path=self.ctx.backbone_path or self.ctx.encoder_path)
+        return run_stages(self.stages, stage_ctx, root=self._student_stages_dir(k)).encoder_path
+
+    def _student_stages_dir(self, k: int) -> Path:
+        return self.ctx.run_dir / "stages" / f"round_{k}"
+
+    def _discard_student_stages(self, k: int) -> None:
+        """Once round k is complete its student's stage encoders are never read again (~90 MB each)."""
+        if is_global_zero():
+            shutil.rmtree(self._student_stages_dir(k), ignore_errors=True)
+        barrier()
 
     def _pseudo_label(self, k: int, teacher_round: int) -> PseudoLabelRound:
         """Teachers predict pool and validation, fusion combines them, filters select; all of it is diagnosed."""

@@ -23,9 +23,11 @@ class Stage:
         raise NotImplementedError
 
 
-def run_stages(stages: Sequence[Stage], ctx: RunContext) -> RunContext:
-    """Run the stages in order; the returned context carries the final encoder."""
+def run_stages(stages: Sequence[Stage], ctx: RunContext, root: Path | None = None) -> RunContext:
+    """Run the stages in order, into ``root`` (default ``<run>/stages``); the returned context carries the final
+    encoder."""
+    root = ctx.run_dir / "stages" if root is None else root
     for index, stage in enumerate(stages):
-        folder = ctx.run_dir / "stages" / f"{index}_{stage.name}"
+        folder = root / f"{index}_{stage.name}"
         ctx = ctx.with_encoder(stage.run(ctx, ctx.encoder_path, folder))
     return ctx
