@@ -146,3 +146,21 @@ def test_supervised_cutoff_noises_the_student_input_only_when_asked() -> None:
     clean = Supervised().per_example(module, batch)
     torch.testing.assert_close(clean, Supervised().per_example(module, batch))
     assert not torch.allclose(clean, Supervised(cutoff=0.5).per_example(module, batch))
+
+
+def test_temperature_scaling_softens_an_overconfident_teacher() -> None:
+    from alpaca_lightning.selftrain.calibration import fit_temperature, temper
+    from alpaca_lightning.selftrain.diagnostics import expected_calibration_error
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 3, size=300)
+    # right 60% of the time, always 99% sure
+    predicted = np.where(rng.random(300) < 0.6, gold, (gold + 1) % 3)
+    probs = np.full((300, 3), 0.005)
+    probs[np.arange(300), predicted] = 0.99
+    temperature = fit_temperature(probs, gold)
+    calibrated = temper(probs, temperature)
+    assert temperature > 1.5
+    assert (calibrated.argmax(1) == probs.argmax(1)).all()  # no prediction changes
+    assert expected_calibration_error(calibrated, gold) < 0.05 < 0.3 < expected_calibration_error(probs, gold)
+    assert fit_temperature(probs, np.full(300, -1)) == 1.0  # no known gold: leave the teacher as it is

@@ -32,7 +32,8 @@ from alpaca_lightning.distributed import barrier, is_global_zero
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.base import ClassifierModule
 from alpaca_lightning.once import produce_once, seeded_build
-from alpaca_lightning.selftrain.diagnostics import round_diagnostics
+from alpaca_lightning.selftrain.calibration import CALIBRATIONS, fit_temperature, temper
+from alpaca_lightning.selftrain.diagnostics import expected_calibration_error, round_diagnostics
 from alpaca_lightning.data.splits import TextSplit
 from alpaca_lightning.selftrain.filters import PseudoLabelFilter, SelectionContext, top_per_class
 from alpaca_lightning.selftrain.fusion import Fused, Fusion, TeacherOutput
@@ -66,6 +67,7 @@ class RoundSettings:
     temperature: float
     weight_by_confidence: bool
     stage_pseudo_per_class: int
+    calibration: str
 
     @property
     def label_use(self) -> LabelUse:
@@ -84,7 +86,8 @@ class RoundSettings:
     def __post_init__(self) -> None:
         _ = self.label_use  # validates the label options before any training
         choices = {"student_init": (self.student_init, STUDENT_INITS), "teacher": (self.teacher, TEACHER_CHOICES),
-                   "keep_models": (self.keep_models, ("best", "all"))}
+                   "keep_models": (self.keep_models, ("best", "all")),
+                   "calibration": (self.calibration, CALIBRATIONS)}
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise AlpacaError(f"selftrain.{key} must be one of {allowed}, got '{value}'.")
@@ -278,6 +281,8 @@ class SelfTrainingLoop:
         outputs = self._teacher_outputs(self.round_dir(teacher_round) / "model", diagnostics)
         fused_pool = self.fusion([o["pool"] for o in outputs])
         fused_val = self.fusion([o["validation"] for o in outputs])
+        if self.settings.calibration == "temperature":
+            fused_pool, fused_val = self._calibrate(fused_pool, fused_val, diagnostics)
         prior = self.class_prior(fused_pool.probs)
         selected = select_pseudo_labels(fused_pool, self.filters, SelectionContext(k, prior), self.hidden.labels)
         diagnostics.update(selected.diagnostics(self.label_names))
@@ -287,6 +292,15 @@ class SelfTrainingLoop:
         quality = round_diagnostics(selected.labels, selected.gold, fused_val.probs, self.val_gold, self.label_names)
         diagnostics.update({key: none_if_nan(value) for key, value in quality.items()})
         return PseudoLabelRound(selected, fused_val.probs, prior, diagnostics)
+
+    def _calibrate(self, pool: Fused, val: Fused, diagnostics: dict[str, Any]) -> tuple[Fused, Fused]:
+        """Temperature scaling fitted on validation; the ECE before it is kept beside the one after
+        (``teacher/val_ece``, in-sample: the same validation set fitted the temperature)."""
+        temperature = fit_temperature(val.probs, self.val_gold)
+        diagnostics["calibration/temperature"] = temperature
+        diagnostics["teacher/val_ece_uncalibrated"] = none_if_nan(expected_calibration_error(val.probs, self.val_gold))
+        return (Fused(temper(pool.probs, temperature), pool.eligible),
+                Fused(temper(val.probs, temperature), val.eligible))
 
     def _teacher_outputs(self, teacher_model: Path, diagnostics: dict[str, Any]) -> list[dict[str, TeacherOutput]]:
         """Each teacher's pool and validation probabilities, tagged with its validation accuracy."""

@@ -27,12 +27,13 @@ TABLE_COLUMNS = {
     "train_size": "train size",
     "pseudo/count": "pseudo-labels",
     "pseudo/acc": "pseudo-label acc %",
+    "teacher/val_ece_uncalibrated": "teacher val ECE before calibration %",
     "teacher/val_ece": "teacher val ECE %",
     "val/acc": "val acc %",
     "test/acc": "test acc %",
     "test/f1_macro": "test F1 macro %",
 }
-PERCENT_KEYS = {"pseudo/acc", "teacher/val_ece", "val/acc", "test/acc", "test/f1_macro"}
+PERCENT_KEYS = {"pseudo/acc", "teacher/val_ece", "teacher/val_ece_uncalibrated", "val/acc", "test/acc", "test/f1_macro"}
 # figure file of a round folder -> its caption in the report
 ROUND_FIGURES = {
     "confusion.png": "pseudo-labels vs gold",
@@ -116,13 +117,15 @@ def _title(results: dict[str, Any]) -> list[str]:
 
 
 def _round_table(records: list[dict[str, Any]]) -> list[str]:
+    # a column that no round has (e.g. the ECE before calibration, without selftrain.calibration) is left out
+    columns = [key for key in TABLE_COLUMNS if key in ("round", "train_size") or any(key in r for r in records)]
     rows = []
     for record in records:
-        row = [_cell(key, record.get(key)) for key in TABLE_COLUMNS]
+        row = [_cell(key, record.get(key)) for key in columns]
         if record.get("best"):
             row[0] += " (best)"
         rows.append(row)
-    return _table(list(TABLE_COLUMNS.values()), rows)
+    return _table([TABLE_COLUMNS[key] for key in columns], rows)
 
 
 def _precision_table(records: list[dict[str, Any]], label_names: list[str]) -> list[str]:

@@ -4,6 +4,7 @@ classifier  the teacher round's model (selftrain.teacher: the last round, or the
             averaged with extra supervised models of other seeds
 cloze       an MLM prompt: pattern with a mask slot + one verbalizer word per label (PET / LM-BFF)
 nsp         a next-sentence prompt: one label sentence per label, scored by the NSP head (NSP-BERT)
+propagation label spreading over a kNN graph of the teacher round's encoder (selftrain/propagation.py)
 
 Every teacher predicts through the one prediction path (``predict_split``). The prompt teachers and the extra
 classifier seeds learn from the labelled set only, so each is trained once per run (``alpaca_lightning.once``:
