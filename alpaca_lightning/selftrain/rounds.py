@@ -28,13 +28,13 @@ from pytorch_lightning.loggers import Logger
 from alpaca_lightning.artifacts import atomic_write_json, is_complete, mark_complete, read_json
 from alpaca_lightning.console import info
 from alpaca_lightning.context import HiddenPoolLabels, RunContext
+from alpaca_lightning.data.splits import TextSplit
 from alpaca_lightning.distributed import barrier, is_global_zero
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.base import ClassifierModule
 from alpaca_lightning.once import produce_once, seeded_build
 from alpaca_lightning.selftrain.calibration import CALIBRATIONS, fit_temperature, temper
 from alpaca_lightning.selftrain.diagnostics import expected_calibration_error, round_diagnostics
-from alpaca_lightning.data.splits import TextSplit
 from alpaca_lightning.selftrain.filters import PseudoLabelFilter, SelectionContext, top_per_class
 from alpaca_lightning.selftrain.fusion import Fused, Fusion, TeacherOutput
 from alpaca_lightning.selftrain.prediction import Predictions, classification_metrics, predict_split
