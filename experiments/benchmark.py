@@ -92,6 +92,10 @@ VARIANTS = {
             "contrastive+probe+consistency": ["stages=[contrastive,probe]", "losses=[supervised,consistency]"],
             "losses.supervised.cutoff=0.1": ["stages=[]", "losses.supervised.cutoff=0.1"],
             "student_init=stages": ["stages=[contrastive,probe]", "selftrain.student_init=stages"],
+            "calibration=temperature": ["stages=[contrastive,probe]", "selftrain.calibration=temperature"],
+            "propagation+agreement": [
+                "stages=[contrastive,probe]", "teachers=[classifier,propagation]", "fusion=agreement",
+            ],
         },
     ),
     # Issue 9's yardstick on 2 CPU cores (about 80 minutes): the default self-training row against tuned supervised
