@@ -121,6 +121,7 @@ VARIANTS = {
         grid=[{"lr": 3e-3, "epochs": 4}],
         # the untrained tiny model is never 90% confident: select by rank instead of a threshold
         selftrain=["selftrain.max_rounds=1", "filters=[class_balanced]", "filters.class_balanced.k=10"],
+        peers=True,
     ),
     "full": Variant(
         datasets=["sst2", "agnews", "trec6"],

@@ -24,6 +24,14 @@ def test_benchmark_smoke_variant(tmp_path) -> None:
     table = (tmp_path / "results.md").read_text()
     assert "| trec6 | 8 | self-training |" in table and "full supervision" in table
     assert (tmp_path / "test_acc_per_round.png").stat().st_size > 1000
+    # the peers ran on the same splits: 8 labels per class of TREC-6's 6 classes, scored on the same test subset
+    peers = json.loads((tmp_path / "runs" / "trec6_K8_peers_s0" / "results.json").read_text())
+    assert peers["labelled"] == 48 and not (tmp_path / "runs" / "trec6_K8_peers_s0" / "scratch").exists()
+    for name in ("logistic_regression", "setfit"):
+        assert len(cell[name]["test/acc"]) == 1 and 0.0 <= cell[name]["test/acc"][0] <= 1.0
+    assert "| trec6 | 8 | SetFit |" in table and "gap closed" in table
+    summary = report["summary"]["trec6 K=8"]
+    assert summary["gain"] == pytest.approx(summary["selftrain"] - summary["supervised"])
 
 
 def test_benchmark_reports_the_self_training_candidate_best_on_validation(tmp_path, monkeypatch) -> None:
