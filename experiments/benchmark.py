@@ -391,7 +391,7 @@ def per_round(rounds: list[list[dict[str, Any]]], key: str) -> str:
         values = [r[i][key] for r in rounds if i < len(r) and key in r[i]]
         if values:
             mean = statistics.mean(values)
-            out.append(f"{100 * mean:.0f}" if key.endswith("acc") else f"{mean:.0f}")
+            out.append(f"{100 * mean:.0f}" if key.endswith(("acc", "ece")) else f"{mean:.0f}")
         else:
             out.append("-")
     return " / ".join(out)
@@ -422,6 +422,7 @@ def cell_rows(cell: dict[str, Any]) -> list[str]:
         f"best rounds {st['best_round']} (round 0: {fmt(st.get('round0/test/acc', []))}); "
         f"test acc per round {per_round(st['rounds'], 'test/acc')}; "
         f"pseudo-label acc per round {per_round(st['rounds'], 'pseudo/acc')}; "
+        f"teacher val ECE per round {per_round(st['rounds'], 'teacher/val_ece')}; "
         f"selected {per_round(st['rounds'], 'pseudo/count')}; {mean_or_dash(st['wall_time_s'], ' s')}/run"
     )
     full_notes = f"{full['labelled']} gold labels (capped pool), {FULL_EPOCHS} epochs, one seed"
