@@ -206,12 +206,41 @@ def choose_candidate(report: dict[str, Any], outcomes: dict[str, list[Outcome]])
         if runs and all(o.ok for o in runs):
             val = [o.results["best"]["val/acc"] for o in runs]
             test = [o.results["best"]["test/acc"] for o in runs]
-            scores.append({"candidate": name, "val/acc": statistics.mean(val), "test/acc": statistics.mean(test)})
+            scores.append({"candidate": name, "val/acc": statistics.mean(val), "test/acc": statistics.mean(test),
+                           "per_dataset": candidate_details(runs)})
     report["candidates"] = scores
     report["candidates_incomplete"] = [
         name for name, runs in outcomes.items() if not runs or not all(o.ok for o in runs)
     ]
     return max(scores, key=lambda c: c["val/acc"])["candidate"] if scores else None
+
+
+# per-round values of a candidate's runs, averaged over seeds per dataset (the ablation table of the report)
+DETAILS = {
+    "round 0 test": lambda rounds: rounds[0].get("test/acc"),
+    "last round test": lambda rounds: rounds[-1].get("test/acc"),
+    "round 1 pseudo-label acc": lambda rounds: rounds[1].get("pseudo/acc") if len(rounds) > 1 else None,
+    "round 1 selected": lambda rounds: rounds[1].get("pseudo/count") if len(rounds) > 1 else None,
+    "round 1 teacher val ECE raw": lambda rounds: rounds[1].get("teacher/val_ece_uncalibrated") if len(rounds) > 1
+    else None,
+    "round 1 teacher val ECE": lambda rounds: rounds[1].get("teacher/val_ece") if len(rounds) > 1 else None,
+}
+
+
+def candidate_details(runs: list[Outcome]) -> dict[str, dict[str, float]]:
+    by_dataset: dict[str, list[Outcome]] = {}
+    for outcome in runs:
+        by_dataset.setdefault(outcome.job.name.split("_K")[0], []).append(outcome)
+    out = {}
+    for dataset, outcomes in by_dataset.items():
+        rounds = [read_rounds(o) for o in outcomes]
+        row = {"test": statistics.mean(o.results["best"]["test/acc"] for o in outcomes)}
+        for name, value in DETAILS.items():
+            values = [v for v in (value(r) for r in rounds) if v is not None]
+            if values:
+                row[name] = statistics.mean(values)
+        out[dataset] = row
+    return out
 
 
 def peers_job(dataset: str, k: int, seed: int, variant: Variant, runs: Path) -> Job:
@@ -500,6 +529,14 @@ def candidate_lines(report: dict[str, Any], variant: Variant) -> list[str]:
         lines.append(table_row(c["candidate"], overrides, f"{100 * c['val/acc']:.1f}", f"{100 * c['test/acc']:.1f}"))
     for name in report.get("candidates_incomplete", []):
         lines.append(table_row(name, " ".join(variant.candidates[name]), "incomplete", "not compared (runs missing)"))
+    columns = ["test", *DETAILS]
+    lines += ["", "Per dataset, mean over seeds (accuracies and ECE in %; test at the round chosen on validation):", "",
+              table_row("candidate", "dataset", *columns), "|---" * (len(columns) + 2) + "|"]
+    for c in report["candidates"]:
+        for dataset, row in c.get("per_dataset", {}).items():
+            cells = [("-" if key not in row else f"{row[key]:.0f}" if key.endswith("selected")
+                      else f"{100 * row[key]:.1f}") for key in columns]
+            lines.append(table_row(c["candidate"], dataset, *cells))
     return lines
 
 
