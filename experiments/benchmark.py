@@ -221,7 +221,7 @@ DETAILS = {
     "last round test": lambda rounds: rounds[-1].get("test/acc"),
     "round 1 pseudo-label acc": lambda rounds: rounds[1].get("pseudo/acc") if len(rounds) > 1 else None,
     "round 1 selected": lambda rounds: rounds[1].get("pseudo/count") if len(rounds) > 1 else None,
-    "round 1 teacher val ECE raw": lambda rounds: rounds[1].get("teacher/val_ece_uncalibrated") if len(rounds) > 1
+    "round 1 teacher val ECE before calibration": lambda rounds: rounds[1].get("teacher/val_ece_uncalibrated") if len(rounds) > 1
     else None,
     "round 1 teacher val ECE": lambda rounds: rounds[1].get("teacher/val_ece") if len(rounds) > 1 else None,
 }
