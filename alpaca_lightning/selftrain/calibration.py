@@ -23,6 +23,7 @@ def temper(probs: np.ndarray, temperature: float) -> np.ndarray:
 
 
 def nll(probs: np.ndarray, gold: np.ndarray) -> float:
+    """Mean negative log-likelihood of the gold classes (every row's gold must be known)."""
     return float(-np.log(np.clip(probs[np.arange(len(gold)), gold], 1e-12, None)).mean())
 
 

@@ -20,6 +20,7 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
 from alpaca_lightning.once import produce_once
+from alpaca_lightning.selftrain.calibration import nll
 
 
 @dataclass
@@ -135,6 +136,6 @@ def classification_metrics(predictions: Predictions, gold: np.ndarray, prefix: s
     return {
         f"{prefix}/acc": float(multiclass_accuracy(preds, target, num_classes, average="micro")),
         f"{prefix}/f1_macro": float(multiclass_f1_score(preds, target, num_classes, average="macro")),
-        f"{prefix}/nll": float(-np.log(np.clip(predictions.probs[known, gold[known]], 1e-12, None)).mean()),
+        f"{prefix}/nll": nll(predictions.probs[known], gold[known]),
         f"{prefix}/n": int(known.sum()),
     }

@@ -30,6 +30,15 @@ def estimate_class_prior(
     return prior
 
 
+def pool_prior(given: np.ndarray | None, pool_probs: np.ndarray, labelled_labels: np.ndarray) -> np.ndarray:
+    """The pool's class prior: the one given (task.class_prior), or the EM estimate from a teacher's pool
+    probabilities, trained under the labelled set's class frequencies (uniform under K labels per class)."""
+    if given is not None:
+        return given
+    counts = np.bincount(labelled_labels, minlength=pool_probs.shape[1]).astype(float)
+    return estimate_class_prior(pool_probs, counts / counts.sum())
+
+
 def checked_prior(given: list[float] | None, label_names: list[str]) -> np.ndarray | None:
     """``task.class_prior`` as an array, or None; it must give one positive share per label, summing to 1."""
     if given is None:

@@ -23,7 +23,7 @@ from alpaca_lightning.context import RunContext
 from alpaca_lightning.models.classifier import HEAD_CONFIG
 from alpaca_lightning.once import produce_once
 from alpaca_lightning.selftrain.prediction import Predictions
-from alpaca_lightning.selftrain.prior import estimate_class_prior
+from alpaca_lightning.selftrain.prior import pool_prior
 from alpaca_lightning.selftrain.teachers import TEACHER_SPLITS, Teacher
 
 GRAPH_SPLITS = ("labelled", *TEACHER_SPLITS)
@@ -101,12 +101,8 @@ class PropagationTeacher(Teacher):
         seeds = np.concatenate([labelled, np.full(len(embeddings) - len(labelled), -1)])
         scores = spread_labels(knn_graph(embeddings, self.k), seeds, len(ctx.label_names), self.alpha,
                                self.iterations)
-        prior = ctx.class_prior
-        if prior is None:
-            counts = np.bincount(labelled, minlength=len(ctx.label_names)).astype(float)
-            unlabelled = scores[len(labelled):]
-            raw = unlabelled / np.clip(unlabelled.sum(axis=1, keepdims=True), 1e-12, None)
-            prior = estimate_class_prior(raw, counts / counts.sum())
-        probs = balanced_probabilities(scores, prior)
+        unlabelled = scores[len(labelled):]
+        raw = unlabelled / np.clip(unlabelled.sum(axis=1, keepdims=True), 1e-12, None)
+        probs = balanced_probabilities(scores, pool_prior(ctx.class_prior, raw, labelled))
         bounds = np.cumsum([0] + [len(ids[split]) for split in GRAPH_SPLITS])
         return {split: probs[bounds[i]:bounds[i + 1]] for i, split in enumerate(GRAPH_SPLITS) if split != "labelled"}

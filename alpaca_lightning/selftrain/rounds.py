@@ -38,7 +38,7 @@ from alpaca_lightning.selftrain.diagnostics import expected_calibration_error, r
 from alpaca_lightning.selftrain.filters import PseudoLabelFilter, SelectionContext, top_per_class
 from alpaca_lightning.selftrain.fusion import Fused, Fusion, TeacherOutput
 from alpaca_lightning.selftrain.prediction import Predictions, classification_metrics, predict_split
-from alpaca_lightning.selftrain.prior import estimate_class_prior
+from alpaca_lightning.selftrain.prior import pool_prior
 from alpaca_lightning.selftrain.pseudo_labels import LabelUse, PseudoLabelSet, select_pseudo_labels
 from alpaca_lightning.selftrain.records import EVALUATED_SPLITS, VAL_PREFIX, RoundRecord
 from alpaca_lightning.selftrain.run_report import ROUND_FIGURES, write_round_plots
@@ -331,10 +331,7 @@ class SelfTrainingLoop:
     def class_prior(self, pool_probs: np.ndarray) -> np.ndarray:
         """The pool's class prior: task.class_prior, or the EM estimate from the fused teacher's pool predictions
         (the labelled prior is uniform under K labels per class, whatever the pool holds)."""
-        if self.ctx.class_prior is not None:
-            return self.ctx.class_prior
-        counts = np.bincount(self.ctx.splits.labelled.labels, minlength=len(self.label_names)).astype(float)
-        return estimate_class_prior(pool_probs, counts / counts.sum())
+        return pool_prior(self.ctx.class_prior, pool_probs, self.ctx.splits.labelled.labels)
 
     def _evaluate(self, model: ClassifierModule, scratch: Path) -> tuple[dict[str, float], dict[str, np.ndarray]]:
         """The student's metrics and probabilities on validation and test, through the one prediction path."""
