@@ -111,6 +111,8 @@ VARIANTS = {
         full_supervision_size=1000,
         grid=[{"lr": 1e-4, "epochs": 20}, {"lr": 2e-4, "epochs": 20}],
         peers=True,
+        # the shipped config, and the candidate default of the quick ablation (chosen between them on validation)
+        candidates={"default": [], "calibration=temperature": ["selftrain.calibration=temperature"]},
     ),
     # The same code path in seconds, for the test suite (with --override model=tiny_bert).
     "smoke": Variant(
