@@ -24,6 +24,7 @@ from alpaca_lightning.errors import AlpacaError, DataError
 from alpaca_lightning.loggers import LoggerFactory
 from alpaca_lightning.models.backbone import load_tokenizer
 from alpaca_lightning.models.base import ClassifierModule
+from alpaca_lightning.precision import PrecisionPlan, plan_precision
 from alpaca_lightning.run_info import save_run_info
 from alpaca_lightning.selftrain.prior import checked_prior
 from alpaca_lightning.selftrain.report import build_results, print_summary, write_outputs
@@ -79,11 +80,11 @@ def check_complete(cfg: DictConfig) -> None:
         )
 
 
-def build_context(cfg: DictConfig, splits: TaskSplits, run_dir: Path) -> RunContext:
+def build_context(cfg: DictConfig, splits: TaskSplits, run_dir: Path, precision: PrecisionPlan) -> RunContext:
     """Backbone, tokenizer, trainers and the factories that every stage, teacher and round uses."""
     backbone_path = instantiate(cfg.model.backbone).materialize(run_dir, task_text(splits), cfg.seed)
     tokenizer = load_tokenizer(backbone_path)
-    trainers = TrainerFactory(cfg.hardware, cfg.trainer, LoggerFactory(cfg.get("logger")), run_dir)
+    trainers = TrainerFactory(cfg.hardware, cfg.trainer, LoggerFactory(cfg.get("logger")), run_dir, precision)
     # Objects go in through a partial: Hydra would try to turn keyword arguments into config nodes.
     data_partial = instantiate(cfg.data, _partial_=True)
     classifier_partial = instantiate(
@@ -115,13 +116,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     quiet_libraries()
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    precision = plan_precision(cfg.hardware.precision, cfg.hardware.accelerator)
+    info(f"precision: training {precision.train}, prediction {precision.predict_dtype} ({precision.reason})")
     if is_global_zero():
-        save_run_info(cfg, run_dir)
+        save_run_info(cfg, run_dir, precision=precision.to_dict())
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
     splits, hidden = hide_pool_labels(load_splits(cfg))
     info(f"task '{cfg.task.name}' splits: {splits.sizes()}")
-    ctx = build_context(cfg, splits, run_dir)
+    ctx = build_context(cfg, splits, run_dir, precision)
     teachers = build_teachers(cfg)
     for teacher in teachers:
         teacher.check(ctx)

@@ -44,7 +44,8 @@ def git_state(repo: Path = REPO_ROOT) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
-def save_run_info(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def save_run_info(cfg: DictConfig, run_dir: Path, **choices: Any) -> dict[str, Any]:
+    """``choices``: what the run decided from the machine (e.g. the precision plan), with why."""
     info = {
         "seed": cfg.seed,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -52,6 +53,7 @@ def save_run_info(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "host": platform.node(),
         "versions": package_versions(),
         "git": git_state(),
+        **choices,
     }
     atomic_write_text(Path(run_dir) / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     atomic_write_json(Path(run_dir) / "run_info.json", info)

@@ -74,6 +74,7 @@ def tiny_overrides(task: dict[str, Path], out_dir: Path) -> list[str]:
         "selftrain.student_epochs=2",
         "selftrain.keep_models=all",
         "data.batch_size=8",
+        "hardware.precision=32-true",  # the same numbers on every machine (auto follows the CPU's bf16 units)
         "logger=csv",
         "trainer.enable_progress_bar=false",
         f"paths.output_dir={out_dir}",

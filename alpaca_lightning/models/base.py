@@ -9,6 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.precision import MixedPrecision, Precision
 from transformers import AutoConfig
 
 from alpaca_lightning.console import quiet_libraries
@@ -35,8 +36,21 @@ class TransformerModule(pl.LightningModule):
     def configure_optimizers(self) -> dict:
         return optim.configure(
             self, self.optimizer_factory, self.scheduler_factory, self.weight_decay,
-            self.trainer.estimated_stepping_batches,
+            self.trainer.estimated_stepping_batches, str(self.trainer.precision),
         )
+
+    def configure_gradient_clipping(
+        self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+        gradient_clip_algorithm: str | None = None,
+    ) -> None:
+        """Lightning's mixed-precision plugin refuses to clip for a fused optimizer, because under fp16 such an
+        optimizer unscales the gradients itself. bf16 has no loss scaling: the gradients are the true ones, so clip
+        them as full precision would."""
+        plugin = self.trainer.precision_plugin
+        if isinstance(plugin, MixedPrecision) and plugin.scaler is None:
+            Precision.clip_gradients(plugin, optimizer, gradient_clip_val or 0.0, gradient_clip_algorithm or "norm")
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def check_finite(self, loss: torch.Tensor) -> torch.Tensor:
         if not torch.isfinite(loss.detach()).all():
@@ -87,7 +101,8 @@ class ClassifierModule(TransformerModule):
         total = torch.zeros((), device=self.device)
         for loss in self.losses:
             term = loss.per_example(self, batch[loss.stream]).sum() / per_device
-            self.log(f"train/{loss.name}", term.detach(), batch_size=len(batch[loss.stream]["input_ids"]))
+            if len(self.losses) > 1:  # one loss: train/loss says it all (each self.log costs per step)
+                self.log(f"train/{loss.name}", term.detach(), batch_size=len(batch[loss.stream]["input_ids"]))
             total = total + loss.weight * term
         total = self.check_finite(total)
         self.log("train/loss", total, prog_bar=True, batch_size=len(batch["train"]["input_ids"]))

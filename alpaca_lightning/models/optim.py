@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable
 
 import torch
@@ -37,15 +38,37 @@ def constant(optimizer: torch.optim.Optimizer, num_training_steps: int) -> Lambd
     return LambdaLR(optimizer, lambda step: 1.0)
 
 
+FUSED_KERNELS = (torch.optim.AdamW, torch.optim.Adam)
+FUSED_DEVICES = ("cpu", "cuda")
+
+
+def with_fused_kernel(
+    optimizer_factory: Callable[..., torch.optim.Optimizer], device: torch.device, precision: str = "32-true"
+) -> Callable[..., torch.optim.Optimizer]:
+    """Adam(W) with ``fused=True`` where the device has the kernel, unless the config chose ``fused`` or
+    ``foreach`` itself. torch's default on CPU is a Python loop over parameters: about half of a small model's
+    training step here; the fused kernel does the same update in one pass. Not under 16-mixed: Lightning cannot
+    clip the gradients that a fused optimizer unscales itself."""
+    func = getattr(optimizer_factory, "func", optimizer_factory)
+    chosen = getattr(optimizer_factory, "keywords", {})
+    if (func not in FUSED_KERNELS or "fused" in chosen or "foreach" in chosen or device.type not in FUSED_DEVICES
+            or precision == "16-mixed"):
+        return optimizer_factory
+    return functools.partial(optimizer_factory, fused=True)
+
+
 def configure(
     module: torch.nn.Module,
     optimizer_factory: Callable[..., torch.optim.Optimizer],
     scheduler_factory: Callable[..., LambdaLR] | None,
     weight_decay: float,
     num_training_steps: int,
+    precision: str = "32-true",
 ) -> dict:
     """What ``LightningModule.configure_optimizers`` returns: a per-step schedule over the whole fit."""
-    optimizer = optimizer_factory(parameter_groups(module.named_parameters(), weight_decay))
+    device = next(module.parameters()).device
+    factory = with_fused_kernel(optimizer_factory, device, precision)
+    optimizer = factory(parameter_groups(module.named_parameters(), weight_decay))
     if scheduler_factory is None:
         return {"optimizer": optimizer}
     scheduler = scheduler_factory(optimizer, num_training_steps=max(1, int(num_training_steps)))

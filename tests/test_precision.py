@@ -1,0 +1,106 @@
+"""Issue 10's lean step: precision by hardware, bf16 prediction by a cast model, fused AdamW, the throttled bar,
+and determinism without torch's NaN fill of uninitialised memory."""
+
+from __future__ import annotations
+
+import functools
+import json
+
+import pytest
+import torch
+
+from alpaca_lightning import trainer as trainer_module
+from alpaca_lightning.console import ThrottledProgressBar
+from alpaca_lightning.errors import AlpacaError
+from alpaca_lightning.models.optim import with_fused_kernel
+from alpaca_lightning.pipeline import run
+from alpaca_lightning.precision import cast_weights, cpu_has_bf16, plan_precision, restore_weights
+from tests.conftest import compose_config, tiny_overrides
+
+
+def test_auto_precision_follows_the_hardware() -> None:
+    assert plan_precision("auto", "cpu", cpu_bf16=True).train == "bf16-mixed"
+    assert plan_precision("auto", "cpu", cpu_bf16=True).predict_dtype == "bfloat16"
+    slow = plan_precision("auto", "cpu", cpu_bf16=False)
+    assert (slow.train, slow.predict_dtype) == ("32-true", "float32") and "slower" in slow.reason
+    assert plan_precision("auto", "gpu", gpu_bf16=True).train == "bf16-mixed"
+    assert plan_precision("auto", "gpu", gpu_bf16=False).train == "32-true"
+    # an explicit precision is used as given; mixed ones predict with a cast model
+    assert plan_precision("16-mixed", "gpu").predict_dtype == "float16"
+    assert plan_precision("32-true", "cpu").predict_dtype == "float32"
+    assert plan_precision("bf16-true", "cpu").predict_dtype == "float32"  # already bf16: nothing to cast
+    with pytest.raises(AlpacaError, match="hardware.precision=32-true"):
+        plan_precision("auto", "tpu")
+
+
+def test_cpu_bf16_units_are_read_from_the_cpu_flags(tmp_path) -> None:
+    with_bf16 = tmp_path / "with"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_tile\n")
+    without = tmp_path / "without"
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse avx2\n")
+    if not cpu_has_bf16(with_bf16):
+        pytest.skip("not Linux: the flags are not read")
+    assert not cpu_has_bf16(without) and not cpu_has_bf16(tmp_path / "missing")
+
+
+def test_a_cast_for_prediction_gives_back_the_exact_trainable_weights() -> None:
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.inference_mode():  # where Lightning's predict hooks run
+        saved = cast_weights(model, torch.bfloat16)
+        assert model.weight.dtype == torch.bfloat16
+        model(torch.randn(2, 4, dtype=torch.bfloat16))
+        restore_weights(model, saved)
+    assert model.weight.dtype == torch.float32
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    model(torch.randn(2, 4)).sum().backward()  # not inference tensors: training goes on
+    assert model.weight.grad is not None
+
+
+def test_adam_gets_the_fused_kernel_unless_the_config_chose() -> None:
+    cpu = torch.device("cpu")
+    adamw = functools.partial(torch.optim.AdamW, lr=1e-3)
+    assert with_fused_kernel(adamw, cpu).keywords["fused"] is True
+    assert "fused" not in with_fused_kernel(adamw, cpu, precision="16-mixed").keywords
+    chosen = functools.partial(torch.optim.AdamW, lr=1e-3, foreach=False)
+    assert with_fused_kernel(chosen, cpu) is chosen
+    sgd = functools.partial(torch.optim.SGD, lr=0.1)
+    assert with_fused_kernel(sgd, cpu) is sgd
+
+
+def test_the_progress_bar_redraws_at_most_every_interval(monkeypatch) -> None:
+    clock = iter([10.0, 10.1, 10.2, 10.7, 10.8])
+    monkeypatch.setattr("alpaca_lightning.console.time.monotonic", lambda: next(clock))
+    bar = ThrottledProgressBar(interval=0.5)
+    assert [bar._due(i, total=100) for i in range(4)] == [True, False, False, True]
+    assert bar._due(99, total=100)  # the last batch always shows
+
+
+def test_bf16_mixed_run_trains_after_predicting(synthetic_task, tmp_path) -> None:
+    """Rounds continue from a model that predicted in bf16: its fp32 weights must be intact and trainable."""
+    results = run(compose_config(tiny_overrides(synthetic_task, tmp_path) + ["hardware.precision=bf16-mixed"]))
+    assert results["rounds_run"] == 3
+    info = json.loads((tmp_path / "run_info.json").read_text())
+    assert info["precision"] == {"train": "bf16-mixed", "predict_dtype": "bfloat16",
+                                 "reason": "hardware.precision=bf16-mixed (as configured)"}
+
+
+def test_metrics_are_identical_without_the_nan_fill(synthetic_task, tmp_path, monkeypatch) -> None:
+    """The deterministic mode's NaN fill of new tensors costs time; nothing we run reads uninitialised memory, so
+    turning it off must not change a single metric (or pseudo-label)."""
+    monkeypatch.setattr(torch.utils.deterministic, "fill_uninitialized_memory", True)
+    outcomes = []
+    for fill in (True, False):
+        monkeypatch.setattr(trainer_module, "FILL_UNINITIALIZED_MEMORY", fill)
+        out = tmp_path / f"fill_{fill}"
+        outcomes.append((run(compose_config(tiny_overrides(synthetic_task, out))), out))
+        assert torch.utils.deterministic.fill_uninitialized_memory is fill
+    (with_fill, a), (without, b) = outcomes
+    assert with_fill["best"] == without["best"] and with_fill["supervised_only"] == without["supervised_only"]
+    records = [[{k: v for k, v in r.items() if k != "wall_time_s"} for r in json.loads((d / "rounds.json").read_text())]
+               for d in (a, b)]
+    assert records[0] == records[1]
+    assert (a / "rounds" / "round_1" / "pseudo_labels.csv").read_text() == (
+        b / "rounds" / "round_1" / "pseudo_labels.csv").read_text()
