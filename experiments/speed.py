@@ -1,0 +1,445 @@
+"""Speed benchmark (issue 10): the project's prediction and training paths side by side with what a user would
+otherwise run, in one process, on the same sentences, model and batch sizes.
+
+    ALPACA_DATA_DIR=../shared/data python experiments/speed.py            # SST-2, all-MiniLM-L6-v2, max length 64
+    ALPACA_DATA_DIR=../shared/data python experiments/speed.py --default-job 5b7d872   # + `alpaca-train` then/now
+
+Sections (each row: sentences per second; ratios against baselines measured in the same run):
+  training    one epoch of --train-size labelled sentences, batch 16, AdamW, linear warm-up: HF ``Trainer``
+              (group by length) and the project's fit, in fp32 and bf16, with test accuracy after the epoch
+  prediction  --predict-size pool sentences: HF ``pipeline`` (batch 64), a hand loop (sorted by length, batch 128,
+              dynamic padding) and the project's ``predict_split``, in fp32 and bf16, with the argmax agreement and
+              accuracy of each low-precision path against its fp32 twin (the models are the fine-tuned ones)
+  rounds      one round's work at growing pool sizes: predict the pool, then a student epoch over it
+  default job (--default-job REF) the embedded default job (``alpaca-train``, seed 0) at REF and at the working
+              tree, one after the other: wall time and test accuracy
+
+Writes speed.json and speed.md to --out (default experiments/results/speed). Numbers need a quiet machine: other
+jobs on the same cores change them more than any code path here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from alpaca_lightning.artifacts import atomic_write_json, atomic_write_text
+from alpaca_lightning.assets import REPO_ROOT, register_resolvers
+from alpaca_lightning.console import quiet_libraries
+from alpaca_lightning.data.datamodule import SelfTrainingDataModule
+from alpaca_lightning.data.splits import TaskSplits, TextSplit
+from alpaca_lightning.models.backbone import load_tokenizer
+from alpaca_lightning.models.base import ClassifierModule
+from alpaca_lightning.models.losses import Supervised
+from alpaca_lightning.pipeline import load_splits
+from alpaca_lightning.precision import PrecisionPlan, cast_weights, plan_precision, restore_weights
+from alpaca_lightning.selftrain.prediction import predict_split
+from alpaca_lightning.trainer import TrainerFactory
+
+DEFAULT_OVERRIDES = ["task=sst2", "model=minilm", "data.max_length=64"]
+FP32 = PrecisionPlan("32-true", "float32", "speed.py: fp32")
+BF16 = PrecisionPlan("bf16-mixed", "bfloat16", "speed.py: bf16")
+
+
+@dataclass
+class Bench:
+    cfg: DictConfig
+    splits: TaskSplits  # labelled: the training sentences; pool: the prediction sentences (gold labels kept)
+    backbone_path: str
+    work_dir: Path
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.splits.label_names)
+
+
+@dataclass
+class Row:
+    section: str
+    path: str
+    sentences_per_s: float
+    seconds: float
+    extra: dict[str, Any]
+
+
+def timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, Any]:
+    """Median seconds over ``repeats`` calls, and the last call's result."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+# --- setup ------------------------------------------------------------------------------------------------------
+def setup(overrides: list[str], train_size: int, predict_size: int, test_size: int, work_dir: Path) -> Bench:
+    """The task's labelled source, split into training, prediction and test sentences (fixed seed 0)."""
+    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[
+            *DEFAULT_OVERRIDES, "split.labels_per_class=null", f"split.pool_size={train_size + predict_size}",
+            f"split.test_size={test_size}", "stages=[]", "selftrain.max_rounds=0", *overrides,
+            f"paths.output_dir={work_dir}",
+        ])
+    splits = load_splits(cfg)
+    every = splits.labelled  # labels_per_class=null: all of the (capped) source is labelled
+    order = np.random.default_rng(0).permutation(len(every))
+    splits = replace(
+        splits, labelled=every.subset(order[:train_size]), pool=every.subset(order[train_size:]),
+    )
+    backbone = instantiate(cfg.model.backbone).materialize(work_dir, splits.labelled.texts, cfg.seed)
+    return Bench(cfg, splits, backbone, work_dir)
+
+
+def new_classifier(bench: Bench, path: str | None = None) -> ClassifierModule:
+    pl.seed_everything(0, verbose=False)
+    partial = instantiate(bench.cfg.model.classifier, num_labels=bench.num_labels,
+                          global_batch_size=bench.cfg.data.batch_size)
+    return partial(model_path=path or bench.backbone_path, losses=[Supervised()])
+
+
+def datamodule(bench: Bench, pool: TextSplit | None = None) -> SelfTrainingDataModule:
+    splits = replace(bench.splits, pool=pool if pool is not None else bench.splits.pool)
+    dm = instantiate(bench.cfg.data, _partial_=True)(splits=splits, tokenizer=load_tokenizer(bench.backbone_path),
+                                                      seed=0)
+    dm.prepare()
+    return dm
+
+
+def trainers(bench: Bench, plan: PrecisionPlan, name: str) -> TrainerFactory:
+    """The project's Trainers as a run builds them (CPU: the hand loop and HF paths here run on CPU too)."""
+    hardware = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto"}
+    return TrainerFactory(hardware, dict(bench.cfg.trainer), lambda stage: [], bench.work_dir / name, plan)
+
+
+# --- the hand loop and HF's tools: what a user would write or reach for ---------------------------------------
+def hand_loop_probs(forward: Callable[[dict[str, torch.Tensor]], torch.Tensor], texts: list[str], tokenizer: Any,
+                    max_length: int, batch_size: int = 128) -> np.ndarray:
+    """Sorted by length, dynamic padding, inference mode: the fast loop one writes by hand."""
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    probs = np.zeros((len(texts), 0), dtype=np.float32)
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            index = order[start:start + batch_size]
+            batch = tokenizer([texts[i] for i in index], padding=True, truncation=True, max_length=max_length,
+                              return_tensors="pt")
+            out = torch.softmax(forward(dict(batch)).float(), dim=-1).numpy()
+            if probs.shape[1] == 0:
+                probs = np.zeros((len(texts), out.shape[1]), dtype=np.float32)
+            probs[index] = out
+    return probs
+
+
+def hf_sequence_classifier(bench: Bench, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    from transformers import AutoModelForSequenceClassification
+
+    pl.seed_everything(0, verbose=False)
+    model = AutoModelForSequenceClassification.from_pretrained(bench.backbone_path, num_labels=bench.num_labels)
+    return model.to(dtype).eval()
+
+
+def hf_pipeline_labels(bench: Bench, texts: list[str]) -> list[str]:
+    from transformers import pipeline
+
+    classify = pipeline("text-classification", model=hf_sequence_classifier(bench),
+                        tokenizer=load_tokenizer(bench.backbone_path), device=-1)
+    return [out["label"] for out in classify(texts, batch_size=64, truncation=True,
+                                             max_length=bench.cfg.data.max_length)]
+
+
+def hf_trainer_fit(bench: Bench, bf16: bool) -> torch.nn.Module:
+    """One epoch of HF's Trainer with the project's recipe (lr, weight decay, warm-up, clipping, batch 16)."""
+    from datasets import Dataset
+    from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
+
+    tokenizer = load_tokenizer(bench.backbone_path)
+    labelled = bench.splits.labelled
+    data = Dataset.from_dict({"text": labelled.texts, "label": labelled.labels.tolist()}).map(
+        lambda rows: tokenizer(rows["text"], truncation=True, max_length=bench.cfg.data.max_length), batched=True,
+        remove_columns=["text"],
+    )
+    optimizer = bench.cfg.model.classifier.optimizer
+    args = TrainingArguments(
+        output_dir=str(bench.work_dir / "hf_trainer"), per_device_train_batch_size=bench.cfg.data.batch_size,
+        num_train_epochs=1, learning_rate=optimizer.lr, weight_decay=bench.cfg.model.classifier.weight_decay,
+        warmup_steps=0.1, lr_scheduler_type="linear", max_grad_norm=1.0, train_sampling_strategy="group_by_length",
+        bf16=bf16, use_cpu=True, report_to="none", save_strategy="no",
+        logging_strategy="no", seed=0, data_seed=0,
+    )
+    model = hf_sequence_classifier(bench)
+    Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorWithPadding(tokenizer)).train()
+    return model.eval()
+
+
+def accuracy(probs: np.ndarray, gold: np.ndarray) -> float:
+    return float((probs.argmax(1) == gold).mean())
+
+
+# --- sections ---------------------------------------------------------------------------------------------------
+def training_rows(bench: Bench) -> tuple[list[Row], ClassifierModule]:
+    """Returns the rows and the project's fp32 classifier (fine-tuned for one epoch), for the prediction rows."""
+    tokenizer = load_tokenizer(bench.backbone_path)
+    test = bench.splits.test
+    n = len(bench.splits.labelled)
+    rows, fp32_module = [], None
+
+    def hf_forward(model: torch.nn.Module) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+        return lambda batch: model(**batch).logits
+
+    for bf16 in (False, True):
+        seconds, model = timed(lambda: hf_trainer_fit(bench, bf16))
+        acc = accuracy(hand_loop_probs(hf_forward(model), test.texts, tokenizer, bench.cfg.data.max_length),
+                       test.labels)
+        rows.append(Row("training", f"HF Trainer, group by length, {'bf16' if bf16 else 'fp32'}", n / seconds,
+                        seconds, {"test_acc": acc}))
+    for plan in (FP32, BF16):
+        module = new_classifier(bench)
+        dm = datamodule(bench)
+        seconds, _ = timed(lambda: trainers(bench, plan, "fit").fit("speed", max_epochs=1).fit(module, datamodule=dm))
+        module.eval()
+        acc = accuracy(hand_loop_probs(module, test.texts, tokenizer, bench.cfg.data.max_length), test.labels)
+        rows.append(Row("training", f"project fit, {plan.train}", n / seconds, seconds, {"test_acc": acc}))
+        if plan is FP32:
+            fp32_module = module
+    return rows, fp32_module
+
+
+def prediction_rows(bench: Bench, module: ClassifierModule, repeats: int) -> list[Row]:
+    tokenizer = load_tokenizer(bench.backbone_path)
+    pool = bench.splits.pool
+    max_length = bench.cfg.data.max_length
+    n = len(pool)
+    rows = []
+    hand_loop_probs(module, pool.texts[:256], tokenizer, max_length)  # warm-up (allocator, oneDNN kernels)
+
+    seconds, _ = timed(lambda: hf_pipeline_labels(bench, pool.texts), repeats)
+    rows.append(Row("prediction", "HF pipeline, fp32, batch 64", n / seconds, seconds, {}))
+
+    def add(path: str, seconds: float, probs: np.ndarray, reference: np.ndarray | None) -> None:
+        extra: dict[str, Any] = {"accuracy": accuracy(probs, pool.labels)}
+        if reference is not None:
+            extra["argmax_agreement"] = float((probs.argmax(1) == reference.argmax(1)).mean())
+        rows.append(Row("prediction", path, n / seconds, seconds, extra))
+
+    seconds, hand_fp32 = timed(lambda: hand_loop_probs(module, pool.texts, tokenizer, max_length), repeats)
+    add("hand loop, fp32", seconds, hand_fp32, None)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        seconds, probs = timed(lambda: hand_loop_probs(module, pool.texts, tokenizer, max_length), repeats)
+    add("hand loop, bf16 autocast", seconds, probs, hand_fp32)
+    saved = cast_weights(module, torch.bfloat16)
+    seconds, probs = timed(lambda: hand_loop_probs(module, pool.texts, tokenizer, max_length), repeats)
+    restore_weights(module, saved)
+    add("hand loop, model cast to bf16", seconds, probs, hand_fp32)
+
+    dm = datamodule(bench)
+    project_fp32 = None
+    for plan in (FP32, BF16):
+        factory = trainers(bench, plan, "predict")
+        seconds, predictions = timed(
+            lambda: predict_split(module, dm, "pool", factory.predict, bench.work_dir / "shards"), repeats
+        )
+        add(f"project predict_split, {plan.predict_dtype}", seconds, predictions.probs, project_fp32)
+        project_fp32 = predictions.probs if project_fp32 is None else project_fp32
+    return rows
+
+
+def round_rows(bench: Bench, pool_sizes: list[int], plan: PrecisionPlan) -> list[Row]:
+    """One pseudo-label round's work at each pool size: predict the pool, then one student epoch over the pool
+    (every example selected: the upper bound of a round), with the machine's ``auto`` precision."""
+    rows = []
+    module = new_classifier(bench)
+    every = bench.splits.pool
+    for size in pool_sizes:
+        pool = every.subset(range(min(size, len(every))))
+        dm = datamodule(bench, pool)
+        factory = trainers(bench, plan, f"round_{size}")
+
+        def one_round() -> None:
+            predictions = predict_split(module, dm, "pool", factory.predict, bench.work_dir / "shards")
+            dm.start_round(1, np.arange(len(pool)), predictions.labels)
+            factory.fit("round", max_epochs=1).fit(module, datamodule=dm)
+
+        seconds, _ = timed(one_round)
+        rows.append(Row("rounds", f"pool {len(pool)}", len(pool) / seconds, seconds,
+                        {"ms_per_pool_example": 1000 * seconds / len(pool)}))
+    return rows
+
+
+def default_job_rows(base_ref: str, overrides: list[str], work_dir: Path) -> list[Row]:
+    """``alpaca-train`` (the embedded default job) at ``base_ref`` (a git worktree) and in this working tree,
+    one after the other, same seed; wall time and test accuracy of the best round."""
+    rows = []
+    worktree = Path(tempfile.mkdtemp(prefix="speed-base-"))
+    subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(worktree), base_ref], check=True,
+                   capture_output=True)
+    try:
+        for label, root in ((f"default job at {base_ref}", worktree), ("default job, working tree", REPO_ROOT)):
+            out = work_dir / ("default_job_base" if root == worktree else "default_job_new")
+            shutil.rmtree(out, ignore_errors=True)
+            env = {**os.environ, "PYTHONPATH": str(root)}
+            command = [sys.executable, "-m", "alpaca_lightning.train", *overrides, f"paths.output_dir={out}",
+                       f"hydra.run.dir={out}", "trainer.enable_progress_bar=false"]
+            start = time.perf_counter()
+            subprocess.run(command, cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
+            seconds = time.perf_counter() - start
+            results = json.loads((out / "results.json").read_text())
+            rows.append(Row("default job", label, 0.0, seconds, {
+                "test_acc": results["best"].get("test/acc"),
+                "round0_test_acc": results.get("supervised_only", {}).get("test/acc"),
+                "best_round": results["best_round"],
+            }))
+    finally:
+        subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "remove", "--force", str(worktree)],
+                       capture_output=True)
+    return rows
+
+
+# --- report -----------------------------------------------------------------------------------------------------
+BASELINES = {"training": "HF Trainer, group by length, fp32", "prediction": "HF pipeline, fp32, batch 64"}
+SECOND_BASELINE = {"prediction": "hand loop, fp32"}
+
+
+def with_ratios(rows: list[Row]) -> list[dict[str, Any]]:
+    rate = {(r.section, r.path): r.sentences_per_s for r in rows}
+    out = []
+    for row in rows:
+        item = {"section": row.section, "path": row.path, "sentences_per_s": round(row.sentences_per_s, 1),
+                "seconds": round(row.seconds, 2), **row.extra}
+        for key, baselines in (("ratio", BASELINES), ("ratio_2", SECOND_BASELINE)):
+            base = rate.get((row.section, baselines.get(row.section)))
+            if base:
+                item[key] = round(row.sentences_per_s / base, 2)
+        out.append(item)
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        "# Speed benchmark", "",
+        f"Machine: {report['machine']}. Model: `{report['model']}`, max length {report['max_length']}. "
+        f"`hardware.precision=auto` here: {report['auto']['train']} training, {report['auto']['predict_dtype']} "
+        f"prediction ({report['auto']['reason']}).", "",
+        f"Command: `{report['command']}`", "",
+    ]
+    titles = {
+        "training": f"Training, one epoch of {report['train_size']} sentences (ratio: against "
+                    f"{BASELINES['training']})",
+        "prediction": f"Prediction, {report['predict_size']} sentences (ratio: against {BASELINES['prediction']}; "
+                      f"ratio 2: against {SECOND_BASELINE['prediction']})",
+        "rounds": "One round (predict the pool, one student epoch over it), auto precision",
+        "default job": "The embedded default job (`alpaca-train`, seed 0), base commit against the working tree",
+    }
+    for section, title in titles.items():
+        rows = [r for r in report["rows"] if r["section"] == section]
+        if not rows:
+            continue
+        keys = [k for k in ("sentences_per_s", "ratio", "ratio_2", "seconds", "test_acc", "accuracy",
+                            "argmax_agreement", "ms_per_pool_example", "round0_test_acc", "best_round")
+                if any(k in r for r in rows)]
+        lines += [f"## {title}", "", "| path | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+        for r in rows:
+            cells = [format_cell(k, r.get(k)) for k in keys]
+            lines.append(f"| {r['path']} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def format_cell(key: str, value: Any) -> str:
+    if value is None or value == "":
+        return ""
+    if key in ("test_acc", "accuracy", "argmax_agreement", "round0_test_acc"):
+        return f"{100 * value:.1f}%"
+    if key.startswith("ratio"):
+        return f"{value:.2f}x"
+    return f"{value:.1f}" if isinstance(value, float) else str(value)
+
+
+def model_name(cfg: DictConfig) -> str:
+    backbone = cfg.model.backbone
+    return str(backbone.get("name_or_path") or backbone._target_)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    if Path("/proc/cpuinfo").is_file():
+        names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                 if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "experiments" / "results" / "speed")
+    parser.add_argument("--train-size", type=int, default=1024)
+    parser.add_argument("--predict-size", type=int, default=2000)
+    parser.add_argument("--test-size", type=int, default=872)
+    parser.add_argument("--repeats", type=int, default=3, help="prediction timings: median of this many")
+    parser.add_argument("--round-pools", type=int, nargs="*", default=[500, 1000, 2000, 4000, 8000])
+    parser.add_argument("--sections", nargs="+", default=["training", "prediction", "rounds"],
+                        choices=["training", "prediction", "rounds"])
+    parser.add_argument("--default-job", metavar="REF", help="also time alpaca-train at this git commit and now")
+    parser.add_argument("--job-override", action="append", default=[], help="override for both default jobs")
+    parser.add_argument("--override", action="append", default=[], help="config override, e.g. model=tiny_bert")
+    args = parser.parse_args()
+    return run(args)
+
+
+def run(args: argparse.Namespace) -> int:
+    register_resolvers()
+    quiet_libraries()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args.out.mkdir(parents=True, exist_ok=True)
+    work_dir = Path(tempfile.mkdtemp(prefix="speed-"))
+    try:
+        pool_size = max([args.predict_size, *args.round_pools]) if "rounds" in args.sections else args.predict_size
+        bench = setup(args.override, args.train_size, pool_size, args.test_size, work_dir)
+        rows: list[Row] = []
+        module = None
+        if "training" in args.sections or "prediction" in args.sections:
+            training, module = training_rows(bench)
+            rows += training if "training" in args.sections else []
+        if "prediction" in args.sections:
+            predict_bench = replace(bench, splits=replace(bench.splits,
+                                                          pool=bench.splits.pool.subset(range(args.predict_size))))
+            rows += prediction_rows(predict_bench, module, args.repeats)
+        auto = plan_precision("auto", "cpu")
+        if "rounds" in args.sections:
+            rows += round_rows(bench, args.round_pools, auto)
+        if args.default_job:
+            rows += default_job_rows(args.default_job, args.job_override, work_dir)
+        report = {
+            "command": " ".join(["python", "experiments/speed.py", *sys.argv[1:]]),
+            "machine": machine(), "model": model_name(bench.cfg),
+            "max_length": bench.cfg.data.max_length, "train_size": args.train_size,
+            "predict_size": args.predict_size, "auto": auto.to_dict(), "rows": with_ratios(rows),
+        }
+        atomic_write_json(args.out / "speed.json", report)
+        atomic_write_text(args.out / "speed.md", markdown(report))
+        print(markdown(report))
+        return 0
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

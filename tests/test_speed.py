@@ -1,0 +1,30 @@
+"""experiments/speed.py end to end on the tiny model (the code path; its ratios mean nothing here)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from experiments import speed
+
+
+def test_speed_benchmark_smoke(synthetic_task, tmp_path) -> None:
+    overrides = [
+        "model=tiny_bert", "task=files", "task.label_names=[neg,pos]",
+        f"task.sources.train.path={synthetic_task['train']}", f"task.sources.test.path={synthetic_task['test']}",
+        "split.val_size=20", "trainer.enable_progress_bar=false",
+    ]
+    args = argparse.Namespace(
+        out=tmp_path, train_size=64, predict_size=96, test_size=50, repeats=1, round_pools=[32, 64],
+        sections=["training", "prediction", "rounds"], default_job=None, job_override=[], override=overrides,
+    )
+    assert speed.run(args) == 0
+    report = json.loads((tmp_path / "speed.json").read_text())
+    rows = {(r["section"], r["path"]): r for r in report["rows"]}
+    assert rows[("training", "HF Trainer, group by length, fp32")]["ratio"] == 1.0
+    assert {"project fit, 32-true", "project fit, bf16-mixed"} <= {p for s, p in rows if s == "training"}
+    bf16 = rows[("prediction", "project predict_split, bfloat16")]
+    assert 0.0 <= bf16["argmax_agreement"] <= 1.0 and "ratio" in bf16 and "ratio_2" in bf16
+    assert [p for s, p in rows if s == "rounds"] == ["pool 32", "pool 64"]
+    table = (tmp_path / "speed.md").read_text()
+    assert "| HF pipeline, fp32, batch 64 |" in table and "hardware.precision=auto" in table
