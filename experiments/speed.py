@@ -2,14 +2,15 @@
 otherwise run, in one process, on the same sentences, model and batch sizes.
 
     ALPACA_DATA_DIR=../shared/data python experiments/speed.py            # SST-2, all-MiniLM-L6-v2, max length 64
-    ALPACA_DATA_DIR=../shared/data python experiments/speed.py --default-job 5b7d872   # + `alpaca-train` then/now
+    ALPACA_DATA_DIR=../shared/data python experiments/speed.py --default-job f78c746   # + `alpaca-train` then/now
 
 Sections (each row: sentences per second; ratios against baselines measured in the same run):
   training    one epoch of --train-size labelled sentences, batch 16, AdamW, linear warm-up: HF ``Trainer``
               (group by length) and the project's fit, in fp32 and bf16, with test accuracy after the epoch
-  prediction  --predict-size pool sentences: HF ``pipeline`` (batch 64), a hand loop (sorted by length, batch 128,
-              dynamic padding) and the project's ``predict_split``, in fp32 and bf16, with the argmax agreement and
-              accuracy of each low-precision path against its fp32 twin (the models are the fine-tuned ones)
+  prediction  --predict-size pool sentences: HF ``pipeline``, a hand loop (tokenized once, sorted by length,
+              dynamic padding) and the project's ``predict_split``, all in batches of data.predict_batch_size, in
+              fp32 and bf16, with the argmax agreement and accuracy of each low-precision path against its fp32
+              twin (the models are the fine-tuned ones)
   rounds      one round's work at growing pool sizes: predict the pool, then a student epoch over it
   default job (--default-job REF) the embedded default job (``alpaca-train``, seed 0) at REF and at the working
               tree, one after the other: wall time and test accuracy
@@ -139,7 +140,7 @@ def encode(texts: list[str], tokenizer: Any, max_length: int) -> list[dict[str, 
 
 
 def hand_loop_probs(forward: Callable[[dict[str, torch.Tensor]], torch.Tensor], encoded: list[dict[str, list[int]]],
-                    tokenizer: Any, batch_size: int = 128) -> np.ndarray:
+                    tokenizer: Any, batch_size: int) -> np.ndarray:
     """Sorted by length, dynamic padding, inference mode: the fast loop one writes by hand."""
     order = np.argsort([-len(e["input_ids"]) for e in encoded], kind="stable")
     probs = np.zeros((len(encoded), 0), dtype=np.float32)
@@ -167,7 +168,7 @@ def hf_pipeline_labels(bench: Bench, texts: list[str]) -> list[str]:
 
     classify = pipeline("text-classification", model=hf_sequence_classifier(bench),
                         tokenizer=load_tokenizer(bench.backbone_path), device=-1)
-    return [out["label"] for out in classify(texts, batch_size=64, truncation=True,
+    return [out["label"] for out in classify(texts, batch_size=bench.cfg.data.predict_batch_size, truncation=True,
                                              max_length=bench.cfg.data.max_length)]
 
 
@@ -205,6 +206,7 @@ def training_rows(bench: Bench) -> tuple[list[Row], ClassifierModule]:
     tokenizer = load_tokenizer(bench.backbone_path)
     test = bench.splits.test
     test_encoded = encode(test.texts, tokenizer, bench.cfg.data.max_length)
+    batch = bench.cfg.data.predict_batch_size
     n = len(bench.splits.labelled)
     rows, fp32_module = [], None
 
@@ -225,12 +227,12 @@ def training_rows(bench: Bench) -> tuple[list[Row], ClassifierModule]:
 
     for bf16 in (False, True):
         seconds, model = timed(lambda: hf_trainer_fit(bench, bf16))
-        acc = accuracy(hand_loop_probs(hf_forward(model), test_encoded, tokenizer), test.labels)
+        acc = accuracy(hand_loop_probs(hf_forward(model), test_encoded, tokenizer, batch), test.labels)
         rows.append(Row("training", f"HF Trainer, group by length, {'bf16' if bf16 else 'fp32'}", n / seconds,
                         seconds, {"test_acc": acc}))
     for plan in (FP32, BF16):
         seconds, module = timed(lambda: project_fit(bench, plan))
-        acc = accuracy(hand_loop_probs(module, test_encoded, tokenizer), test.labels)
+        acc = accuracy(hand_loop_probs(module, test_encoded, tokenizer, batch), test.labels)
         rows.append(Row("training", f"project fit, {plan.train}", n / seconds, seconds, {"test_acc": acc}))
         if plan is FP32:
             fp32_module = module
@@ -241,12 +243,13 @@ def prediction_rows(bench: Bench, module: ClassifierModule, repeats: int) -> lis
     tokenizer = load_tokenizer(bench.backbone_path)
     pool = bench.splits.pool
     encoded = encode(pool.texts, tokenizer, bench.cfg.data.max_length)
+    batch = bench.cfg.data.predict_batch_size  # every path predicts in batches of this size
     n = len(pool)
     rows = []
-    hand_loop_probs(module, encoded[:256], tokenizer)  # warm-up (allocator, oneDNN kernels)
+    hand_loop_probs(module, encoded[:256], tokenizer, batch)  # warm-up (allocator, oneDNN kernels)
 
     seconds, _ = timed(lambda: hf_pipeline_labels(bench, pool.texts), repeats)
-    rows.append(Row("prediction", "HF pipeline, fp32, batch 64", n / seconds, seconds, {}))
+    rows.append(Row("prediction", "HF pipeline, fp32", n / seconds, seconds, {}))
 
     def add(path: str, seconds: float, probs: np.ndarray, reference: np.ndarray | None) -> None:
         extra: dict[str, Any] = {"accuracy": accuracy(probs, pool.labels)}
@@ -254,13 +257,13 @@ def prediction_rows(bench: Bench, module: ClassifierModule, repeats: int) -> lis
             extra["argmax_agreement"] = float((probs.argmax(1) == reference.argmax(1)).mean())
         rows.append(Row("prediction", path, n / seconds, seconds, extra))
 
-    seconds, hand_fp32 = timed(lambda: hand_loop_probs(module, encoded, tokenizer), repeats)
+    seconds, hand_fp32 = timed(lambda: hand_loop_probs(module, encoded, tokenizer, batch), repeats)
     add("hand loop, fp32", seconds, hand_fp32, None)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        seconds, probs = timed(lambda: hand_loop_probs(module, encoded, tokenizer), repeats)
+        seconds, probs = timed(lambda: hand_loop_probs(module, encoded, tokenizer, batch), repeats)
     add("hand loop, bf16 autocast", seconds, probs, hand_fp32)
     saved = cast_weights(module, torch.bfloat16)
-    seconds, probs = timed(lambda: hand_loop_probs(module, encoded, tokenizer), repeats)
+    seconds, probs = timed(lambda: hand_loop_probs(module, encoded, tokenizer, batch), repeats)
     restore_weights(module, saved)
     add("hand loop, model cast to bf16", seconds, probs, hand_fp32)
 
@@ -328,7 +331,7 @@ def default_job_rows(base_ref: str, overrides: list[str], work_dir: Path) -> lis
 
 
 # --- report -----------------------------------------------------------------------------------------------------
-BASELINES = {"training": "HF Trainer, group by length, fp32", "prediction": "HF pipeline, fp32, batch 64"}
+BASELINES = {"training": "HF Trainer, group by length, fp32", "prediction": "HF pipeline, fp32"}
 SECOND_BASELINE = {"prediction": "hand loop, fp32"}
 
 
@@ -357,8 +360,8 @@ def markdown(report: dict[str, Any]) -> str:
     titles = {
         "training": f"Training, one epoch of {report['train_size']} sentences (ratio: against "
                     f"{BASELINES['training']})",
-        "prediction": f"Prediction, {report['predict_size']} sentences (ratio: against {BASELINES['prediction']}; "
-                      f"ratio 2: against {SECOND_BASELINE['prediction']})",
+        "prediction": f"Prediction, {report['predict_size']} sentences, batches of {report['predict_batch_size']} "
+                      f"(ratio: against {BASELINES['prediction']}; ratio 2: against {SECOND_BASELINE['prediction']})",
         "rounds": "One round (predict the pool, one student epoch over it), auto precision",
         "default job": "The embedded default job (`alpaca-train`, seed 0), base commit against the working tree",
     }
@@ -445,7 +448,7 @@ def run(args: argparse.Namespace) -> int:
             "command": " ".join(["python", "experiments/speed.py", *sys.argv[1:]]),
             "machine": machine(), "model": model_name(bench.cfg),
             "max_length": bench.cfg.data.max_length, "train_size": args.train_size,
-            "predict_size": args.predict_size, "auto": auto.to_dict(), "rows": with_ratios(rows),
+            "predict_size": args.predict_size, "predict_batch_size": bench.cfg.data.predict_batch_size, "auto": auto.to_dict(), "rows": with_ratios(rows),
         }
         atomic_write_json(args.out / "speed.json", report)
         atomic_write_text(args.out / "speed.md", markdown(report))
