@@ -201,42 +201,53 @@ def accuracy(probs: np.ndarray, gold: np.ndarray) -> float:
 
 
 # --- sections ---------------------------------------------------------------------------------------------------
-def training_rows(bench: Bench) -> tuple[list[Row], ClassifierModule]:
+def interleaved(paths: dict[str, Callable[[], Any]], repeats: int) -> dict[str, tuple[float, Any]]:
+    """Median seconds of each path over ``repeats`` rounds that run every path once, in turn (a slow spell of a
+    shared machine then hits every path alike), and each path's last result."""
+    times: dict[str, list[float]] = {name: [] for name in paths}
+    results: dict[str, Any] = {}
+    for _ in range(repeats):
+        for name, fn in paths.items():
+            seconds, results[name] = timed(fn)
+            times[name].append(seconds)
+    return {name: (statistics.median(times[name]), results[name]) for name in paths}
+
+
+def training_rows(bench: Bench, repeats: int) -> tuple[list[Row], ClassifierModule]:
     """Returns the rows and the project's fp32 classifier (fine-tuned for one epoch), for the prediction rows."""
     tokenizer = load_tokenizer(bench.backbone_path)
     test = bench.splits.test
     test_encoded = encode(test.texts, tokenizer, bench.cfg.data.max_length)
     batch = bench.cfg.data.predict_batch_size
     n = len(bench.splits.labelled)
-    rows, fp32_module = [], None
 
-    def hf_forward(model: torch.nn.Module) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
-        return lambda batch: model(**batch).logits
-
-    def project_fit(bench: Bench, plan: PrecisionPlan) -> ClassifierModule:
+    def project_fit(bench: Bench, plan: PrecisionPlan) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
         module, dm = new_classifier(bench), datamodule(bench)
         trainers(bench, plan, "fit").fit("speed", max_epochs=1).fit(module, datamodule=dm)
         return module.eval()
 
+    def hf_fit(bench: Bench, bf16: bool) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
+        model = hf_trainer_fit(bench, bf16)
+        return lambda batch: model(**batch).logits
+
+    def paths(bench: Bench) -> dict[str, Callable[[], Any]]:
+        return {
+            "HF Trainer, group by length, fp32": lambda: hf_fit(bench, False),
+            "HF Trainer, group by length, bf16": lambda: hf_fit(bench, True),
+            "project fit, 32-true": lambda: project_fit(bench, FP32),
+            "project fit, bf16-mixed": lambda: project_fit(bench, BF16),
+        }
+
     # untimed warm-up of every path on a few batches: the first fit of a process pays one-off costs (allocator,
     # oneDNN kernel selection) that would otherwise land on whichever path runs first
     warm = replace(bench, splits=replace(bench.splits, labelled=bench.splits.labelled.subset(range(64))))
-    for bf16, plan in ((False, FP32), (True, BF16)):
-        hf_trainer_fit(warm, bf16)
-        project_fit(warm, plan)
-
-    for bf16 in (False, True):
-        seconds, model = timed(lambda: hf_trainer_fit(bench, bf16))
-        acc = accuracy(hand_loop_probs(hf_forward(model), test_encoded, tokenizer, batch), test.labels)
-        rows.append(Row("training", f"HF Trainer, group by length, {'bf16' if bf16 else 'fp32'}", n / seconds,
-                        seconds, {"test_acc": acc}))
-    for plan in (FP32, BF16):
-        seconds, module = timed(lambda: project_fit(bench, plan))
-        acc = accuracy(hand_loop_probs(module, test_encoded, tokenizer, batch), test.labels)
-        rows.append(Row("training", f"project fit, {plan.train}", n / seconds, seconds, {"test_acc": acc}))
-        if plan is FP32:
-            fp32_module = module
-    return rows, fp32_module
+    interleaved(paths(warm), 1)
+    rows = []
+    measured = interleaved(paths(bench), repeats)
+    for name, (seconds, forward) in measured.items():
+        acc = accuracy(hand_loop_probs(forward, test_encoded, tokenizer, batch), test.labels)
+        rows.append(Row("training", name, n / seconds, seconds, {"test_acc": acc}))
+    return rows, measured["project fit, 32-true"][1]
 
 
 def prediction_rows(bench: Bench, module: ClassifierModule, repeats: int) -> list[Row]:
@@ -244,38 +255,47 @@ def prediction_rows(bench: Bench, module: ClassifierModule, repeats: int) -> lis
     pool = bench.splits.pool
     encoded = encode(pool.texts, tokenizer, bench.cfg.data.max_length)
     batch = bench.cfg.data.predict_batch_size  # every path predicts in batches of this size
-    n = len(pool)
-    rows = []
-    hand_loop_probs(module, encoded[:256], tokenizer, batch)  # warm-up (allocator, oneDNN kernels)
-
-    seconds, _ = timed(lambda: hf_pipeline_labels(bench, pool.texts), repeats)
-    rows.append(Row("prediction", "HF pipeline, fp32", n / seconds, seconds, {}))
-
-    def add(path: str, seconds: float, probs: np.ndarray, reference: np.ndarray | None) -> None:
-        extra: dict[str, Any] = {"accuracy": accuracy(probs, pool.labels)}
-        if reference is not None:
-            extra["argmax_agreement"] = float((probs.argmax(1) == reference.argmax(1)).mean())
-        rows.append(Row("prediction", path, n / seconds, seconds, extra))
-
-    seconds, hand_fp32 = timed(lambda: hand_loop_probs(module, encoded, tokenizer, batch), repeats)
-    add("hand loop, fp32", seconds, hand_fp32, None)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        seconds, probs = timed(lambda: hand_loop_probs(module, encoded, tokenizer, batch), repeats)
-    add("hand loop, bf16 autocast", seconds, probs, hand_fp32)
-    saved = cast_weights(module, torch.bfloat16)
-    seconds, probs = timed(lambda: hand_loop_probs(module, encoded, tokenizer, batch), repeats)
-    restore_weights(module, saved)
-    add("hand loop, model cast to bf16", seconds, probs, hand_fp32)
-
     dm = datamodule(bench)
-    project_fp32 = None
-    for plan in (FP32, BF16):
-        factory = trainers(bench, plan, "predict")
-        seconds, predictions = timed(
-            lambda: predict_split(module, dm, "pool", factory.predict, bench.work_dir / "shards"), repeats
-        )
-        add(f"project predict_split, {plan.predict_dtype}", seconds, predictions.probs, project_fp32)
-        project_fp32 = predictions.probs if project_fp32 is None else project_fp32
+    factories = {plan.predict_dtype: trainers(bench, plan, "predict") for plan in (FP32, BF16)}
+
+    def hand_loop() -> np.ndarray:
+        return hand_loop_probs(module, encoded, tokenizer, batch)
+
+    def hand_loop_autocast() -> np.ndarray:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return hand_loop()
+
+    def hand_loop_cast() -> np.ndarray:
+        saved = cast_weights(module, torch.bfloat16)
+        try:
+            return hand_loop()
+        finally:
+            restore_weights(module, saved)
+
+    def project(dtype: str) -> Callable[[], np.ndarray]:
+        return lambda: predict_split(module, dm, "pool", factories[dtype].predict, bench.work_dir / "shards").probs
+
+    paths = {
+        "HF pipeline, fp32": lambda: hf_pipeline_labels(bench, pool.texts),
+        "hand loop, fp32": hand_loop,
+        "hand loop, bf16 autocast": hand_loop_autocast,
+        "hand loop, model cast to bf16": hand_loop_cast,
+        "project predict_split, float32": project("float32"),
+        "project predict_split, bfloat16": project("bfloat16"),
+    }
+    hand_loop_probs(module, encoded[:256], tokenizer, batch)  # warm-up (allocator, oneDNN kernels)
+    measured = interleaved(paths, repeats)
+    # each low-precision path against its own fp32 twin
+    reference = {"hand loop": measured["hand loop, fp32"][1], "project": measured["project predict_split, float32"][1]}
+    rows = []
+    for name, (seconds, probs) in measured.items():
+        extra: dict[str, Any] = {}
+        if not name.startswith("HF"):
+            extra["accuracy"] = accuracy(probs, pool.labels)
+            twin = reference["hand loop" if name.startswith("hand loop") else "project"]
+            if probs is not twin:
+                extra["argmax_agreement"] = float((probs.argmax(1) == twin.argmax(1)).mean())
+        rows.append(Row("prediction", name, len(pool) / seconds, seconds, extra))
     return rows
 
 
@@ -301,24 +321,26 @@ def round_rows(bench: Bench, pool_sizes: list[int], plan: PrecisionPlan) -> list
     return rows
 
 
-def default_job_rows(base_ref: str, overrides: list[str], work_dir: Path) -> list[Row]:
+def default_job_rows(base_ref: str, overrides: list[str], work_dir: Path, out: Path) -> list[Row]:
     """``alpaca-train`` (the embedded default job) at ``base_ref`` (a git worktree) and in this working tree,
-    one after the other, same seed; wall time and test accuracy of the best round."""
+    one after the other, same seed; wall time and test accuracy of the best round. Each job's console output goes
+    to ``out/default_job_{base,new}.txt``."""
     rows = []
     worktree = Path(tempfile.mkdtemp(prefix="speed-base-"))
     subprocess.run(["git", "-C", str(REPO_ROOT), "worktree", "add", "--detach", str(worktree), base_ref], check=True,
                    capture_output=True)
     try:
         for label, root in ((f"default job at {base_ref}", worktree), ("default job, working tree", REPO_ROOT)):
-            out = work_dir / ("default_job_base" if root == worktree else "default_job_new")
-            shutil.rmtree(out, ignore_errors=True)
+            name = "default_job_base" if root == worktree else "default_job_new"
+            run_dir = work_dir / name
             env = {**os.environ, "PYTHONPATH": str(root)}
-            command = [sys.executable, "-m", "alpaca_lightning.train", *overrides, f"paths.output_dir={out}",
-                       f"hydra.run.dir={out}", "trainer.enable_progress_bar=false"]
-            start = time.perf_counter()
-            subprocess.run(command, cwd=root, env=env, check=True, stdout=subprocess.DEVNULL)
-            seconds = time.perf_counter() - start
-            results = json.loads((out / "results.json").read_text())
+            command = [sys.executable, "-m", "alpaca_lightning.train", *overrides, f"paths.output_dir={run_dir}",
+                       f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false"]
+            with open(out / f"{name}.txt", "w") as console:
+                start = time.perf_counter()
+                subprocess.run(command, cwd=root, env=env, check=True, stdout=console, stderr=subprocess.STDOUT)
+                seconds = time.perf_counter() - start
+            results = json.loads((run_dir / "results.json").read_text())
             rows.append(Row("default job", label, 0.0, seconds, {
                 "test_acc": results["best"].get("test/acc"),
                 "round0_test_acc": results.get("supervised_only", {}).get("test/acc"),
@@ -354,7 +376,8 @@ def markdown(report: dict[str, Any]) -> str:
         "# Speed benchmark", "",
         f"Machine: {report['machine']}. Model: `{report['model']}`, max length {report['max_length']}. "
         f"`hardware.precision=auto` here: {report['auto']['train']} training, {report['auto']['predict_dtype']} "
-        f"prediction ({report['auto']['reason']}).", "",
+        f"prediction ({report['auto']['reason']}). Matmul 2048x2048: fp32 {report['matmul_gflops']['fp32']} GFLOP/s, "
+        f"bf16 {report['matmul_gflops']['bf16']} GFLOP/s (the ceiling of any bf16 gain here).", "",
         f"Command: `{report['command']}`", "",
     ]
     titles = {
@@ -390,6 +413,14 @@ def format_cell(key: str, value: Any) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
+def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
+    """The machine's ceiling for this dtype: a square matmul, as every linear layer is at heart."""
+    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+    a @ b  # warm-up
+    seconds, _ = timed(lambda: a @ b, repeats)
+    return 2 * size**3 / seconds / 1e9
+
+
 def model_name(cfg: DictConfig) -> str:
     backbone = cfg.model.backbone
     return str(backbone.get("name_or_path") or backbone._target_)
@@ -410,7 +441,8 @@ def main() -> int:
     parser.add_argument("--train-size", type=int, default=1024)
     parser.add_argument("--predict-size", type=int, default=2000)
     parser.add_argument("--test-size", type=int, default=872)
-    parser.add_argument("--repeats", type=int, default=3, help="prediction timings: median of this many")
+    parser.add_argument("--repeats", type=int, default=5, help="prediction timings: median of this many")
+    parser.add_argument("--train-repeats", type=int, default=3, help="training timings: median of this many")
     parser.add_argument("--round-pools", type=int, nargs="*", default=[500, 1000, 2000, 4000, 8000])
     parser.add_argument("--sections", nargs="+", default=["training", "prediction", "rounds"],
                         choices=["training", "prediction", "rounds"])
@@ -433,7 +465,7 @@ def run(args: argparse.Namespace) -> int:
         rows: list[Row] = []
         module = None
         if "training" in args.sections or "prediction" in args.sections:
-            training, module = training_rows(bench)
+            training, module = training_rows(bench, args.train_repeats)
             rows += training if "training" in args.sections else []
         if "prediction" in args.sections:
             predict_bench = replace(bench, splits=replace(bench.splits,
@@ -443,12 +475,15 @@ def run(args: argparse.Namespace) -> int:
         if "rounds" in args.sections:
             rows += round_rows(bench, args.round_pools, auto)
         if args.default_job:
-            rows += default_job_rows(args.default_job, args.job_override, work_dir)
+            rows += default_job_rows(args.default_job, args.job_override, work_dir, args.out)
         report = {
             "command": " ".join(["python", "experiments/speed.py", *sys.argv[1:]]),
             "machine": machine(), "model": model_name(bench.cfg),
+            "matmul_gflops": {name: round(matmul_gflops(dtype))
+                              for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))},
             "max_length": bench.cfg.data.max_length, "train_size": args.train_size,
-            "predict_size": args.predict_size, "predict_batch_size": bench.cfg.data.predict_batch_size, "auto": auto.to_dict(), "rows": with_ratios(rows),
+            "predict_size": args.predict_size, "predict_batch_size": bench.cfg.data.predict_batch_size,
+            "auto": auto.to_dict(), "rows": with_ratios(rows),
         }
         atomic_write_json(args.out / "speed.json", report)
         atomic_write_text(args.out / "speed.md", markdown(report))

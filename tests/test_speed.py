@@ -15,7 +15,7 @@ def test_speed_benchmark_smoke(synthetic_task, tmp_path) -> None:
         "split.val_size=20", "trainer.enable_progress_bar=false",
     ]
     args = argparse.Namespace(
-        out=tmp_path, train_size=64, predict_size=96, test_size=50, repeats=1, round_pools=[32, 64],
+        out=tmp_path, train_size=64, predict_size=96, test_size=50, repeats=1, train_repeats=1, round_pools=[32, 64],
         sections=["training", "prediction", "rounds"], default_job=None, job_override=[], override=overrides,
     )
     assert speed.run(args) == 0
