@@ -299,6 +299,29 @@ def prediction_rows(bench: Bench, module: ClassifierModule, repeats: int) -> lis
     return rows
 
 
+def batch_size_rows(bench: Bench, batch_sizes: list[int], repeats: int) -> list[Row]:
+    """The hand loop (fp32 and a bf16-cast model) at several prediction batch sizes: what data.predict_batch_size
+    should be on this machine. The model's weights do not change the speed, so it is not fine-tuned here."""
+    tokenizer = load_tokenizer(bench.backbone_path)
+    module = new_classifier(bench).eval()
+    encoded = encode(bench.splits.pool.texts, tokenizer, bench.cfg.data.max_length)
+
+    def loop(size: int, dtype: torch.dtype) -> Callable[[], np.ndarray]:
+        def predict() -> np.ndarray:
+            saved = cast_weights(module, dtype)
+            try:
+                return hand_loop_probs(module, encoded, tokenizer, size)
+            finally:
+                restore_weights(module, saved)
+        return predict
+
+    paths = {f"hand loop, {name}, batch {size}": loop(size, dtype)
+             for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)) for size in batch_sizes}
+    hand_loop_probs(module, encoded[:256], tokenizer, 64)  # warm-up
+    return [Row("batch sizes", name, len(encoded) / seconds, seconds, {})
+            for name, (seconds, _) in interleaved(paths, repeats).items()]
+
+
 def round_rows(bench: Bench, pool_sizes: list[int], plan: PrecisionPlan) -> list[Row]:
     """One pseudo-label round's work at each pool size: predict the pool, then one student epoch over the pool
     (every example selected: the upper bound of a round), with the machine's ``auto`` precision."""
@@ -353,7 +376,8 @@ def default_job_rows(base_ref: str, overrides: list[str], work_dir: Path, out: P
 
 
 # --- report -----------------------------------------------------------------------------------------------------
-BASELINES = {"training": "HF Trainer, group by length, fp32", "prediction": "HF pipeline, fp32"}
+BASELINES = {"training": "HF Trainer, group by length, fp32", "prediction": "HF pipeline, fp32",
+             "batch sizes": "hand loop, fp32, batch 128"}
 SECOND_BASELINE = {"prediction": "hand loop, fp32"}
 
 
@@ -387,6 +411,8 @@ def markdown(report: dict[str, Any]) -> str:
                       f"(ratio: against {BASELINES['prediction']}; ratio 2: against {SECOND_BASELINE['prediction']})",
         "rounds": "One round (predict the pool, one student epoch over it), auto precision",
         "default job": "The embedded default job (`alpaca-train`, seed 0), base commit against the working tree",
+        "batch sizes": f"Hand loop by prediction batch size, {report['predict_size']} sentences (ratio: against "
+                       f"{BASELINES['batch sizes']})",
     }
     for section, title in titles.items():
         rows = [r for r in report["rows"] if r["section"] == section]
@@ -445,7 +471,9 @@ def main() -> int:
     parser.add_argument("--train-repeats", type=int, default=3, help="training timings: median of this many")
     parser.add_argument("--round-pools", type=int, nargs="*", default=[500, 1000, 2000, 4000, 8000])
     parser.add_argument("--sections", nargs="+", default=["training", "prediction", "rounds"],
-                        choices=["training", "prediction", "rounds"])
+                        choices=["training", "prediction", "rounds", "batch_sizes"])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64, 128, 256],
+                        help="the batch_sizes section: prediction batch sizes to compare")
     parser.add_argument("--default-job", metavar="REF", help="also time alpaca-train at this git commit and now")
     parser.add_argument("--job-override", action="append", default=[], help="override for both default jobs")
     parser.add_argument("--override", action="append", default=[], help="config override, e.g. model=tiny_bert")
@@ -471,6 +499,10 @@ def run(args: argparse.Namespace) -> int:
             predict_bench = replace(bench, splits=replace(bench.splits,
                                                           pool=bench.splits.pool.subset(range(args.predict_size))))
             rows += prediction_rows(predict_bench, module, args.repeats)
+        if "batch_sizes" in args.sections:
+            predict_bench = replace(bench, splits=replace(bench.splits,
+                                                          pool=bench.splits.pool.subset(range(args.predict_size))))
+            rows += batch_size_rows(predict_bench, args.batch_sizes, args.repeats)
         auto = plan_precision("auto", "cpu")
         if "rounds" in args.sections:
             rows += round_rows(bench, args.round_pools, auto)
