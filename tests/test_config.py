@@ -28,8 +28,13 @@ def test_every_group_option_composes(group: str, option: str) -> None:
 
 
 def test_experiment_options_compose() -> None:
-    for option in group_options("experiment"):
+    experiments = sorted(p.relative_to(Path(CONF_DIR) / "experiment").with_suffix("").as_posix()
+                         for p in (Path(CONF_DIR) / "experiment").rglob("*.yaml"))
+    assert "benchmark/sst2_k8" in experiments and "ablation/fused_teachers" in experiments
+    for option in experiments:
         compose_config([f"experiment={option}", "paths.output_dir=/tmp/unused"])
+    cell = compose_config(["experiment=benchmark/trec6_k8", "split.pool_size=50"])
+    assert (cell.task.name, cell.split.labels_per_class, cell.split.pool_size) == ("trec6", 8, 50)  # CLI wins
 
 
 def test_filters_compose_as_a_list() -> None:

@@ -1,0 +1,239 @@
+"""``alpaca-report``: one table from many runs (a multirun, a sweep, or any folders of runs).
+
+    alpaca-report multirun/sst2/2026-11-29_10-00-00                      # group by every key that differs but seed
+    alpaca-report multirun/a multirun/b --group-by task.name selftrain.student_init --out reports/students
+
+Every folder below the given ones that holds a ``config_resolved.yaml`` is a run. Finished runs (``results.json``)
+are grouped by config keys; each group gets the mean ± sample std over its runs of each metric, in ``report.md``
+and ``report.csv``, and the mean test accuracy per round in ``rounds.png``. Runs without ``results.json`` are
+listed as failed (an ``error.txt`` or a traceback in their log) or unfinished, never averaged and never a crash.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import statistics
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from alpaca_lightning.artifacts import atomic_write_text
+
+DEFAULT_METRICS = ("supervised_only:test/acc", "best:test/acc", "best:val/acc", "gain:test/acc")
+# keys that differ between runs without making them different experiments
+IGNORED_PREFIXES = ("seed", "paths.", "hydra.", "optimized_metric")
+
+
+@dataclass
+class RunRecord:
+    folder: Path
+    config: dict[str, Any]  # flattened, dotted keys
+    results: dict[str, Any] | None = None
+    rounds: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def finished(self) -> bool:
+        return self.results is not None
+
+    def metric(self, spec: str) -> float | None:
+        section, _, name = spec.partition(":")
+        value = (self.results or {}).get(section, {})
+        value = value.get(name) if isinstance(value, dict) else None
+        return float(value) if isinstance(value, (int, float)) else None
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    if isinstance(node, list):
+        return {prefix[:-1]: json.dumps(node)}
+    return {prefix[:-1]: node}
+
+
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def find_runs(roots: Iterable[Path]) -> list[RunRecord]:
+    records = []
+    for root in roots:
+        root = Path(root)
+        if not root.exists():
+            raise FileNotFoundError(f"alpaca-report: no such folder: {root}")
+        for config_file in sorted(root.rglob("config_resolved.yaml")):
+            folder = config_file.parent
+            config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=False)
+            results = read_json(folder / "results.json")
+            rounds = read_json(folder / "rounds.json") or []
+            records.append(RunRecord(folder, flatten(config), results if isinstance(results, dict) else None,
+                                     rounds if isinstance(rounds, list) else []))
+    return records
+
+
+def differing_keys(records: list[RunRecord]) -> list[str]:
+    """The config keys whose values differ between runs, except the seed, paths and Hydra's own settings."""
+    keys = sorted({key for record in records for key in record.config})
+    return [
+        key for key in keys
+        if not key.startswith(IGNORED_PREFIXES)
+        and len({json.dumps(r.config.get(key), sort_keys=True, default=str) for r in records}) > 1
+    ]
+
+
+def group_runs(records: list[RunRecord], keys: list[str]) -> dict[tuple[str, ...], list[RunRecord]]:
+    groups: dict[tuple[str, ...], list[RunRecord]] = {}
+    for record in records:
+        values = tuple(str(record.config[key]) if key in record.config else "(unset)" for key in keys)
+        groups.setdefault(values, []).append(record)
+    return groups
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def summarise(groups: dict[tuple[str, ...], list[RunRecord]], metrics: list[str]) -> list[dict[str, Any]]:
+    """One row per group: its key values, n, and mean / std of each metric over the runs that have it."""
+    rows = []
+    for values, runs in groups.items():
+        row: dict[str, Any] = {"group": values, "n": len(runs)}
+        for spec in metrics:
+            found = [v for v in (r.metric(spec) for r in runs) if v is not None]
+            row[spec] = mean_std(found) if found else None
+        rows.append(row)
+    return rows
+
+
+def failure_reason(record: RunRecord) -> str:
+    error = record.folder / "error.txt"
+    if error.is_file():
+        lines = error.read_text().strip().splitlines()
+        return f"failed: {lines[-1] if lines else 'error.txt'}"
+    return "unfinished (no results.json)"
+
+
+def markdown(keys: list[str], rows: list[dict[str, Any]], metrics: list[str], problems: list[RunRecord],
+             roots: list[Path]) -> str:
+    lines = [
+        "# alpaca-report", "",
+        f"Runs under: {', '.join(str(r) for r in roots)}. Mean ± sample std over the runs of each group "
+        "(accuracies in %).", "",
+        "| " + " | ".join([*keys, "n", *metrics]) + " |",
+        "|" + "---|" * (len(keys) + 1 + len(metrics)),
+    ]
+    for row in rows:
+        cells = [*row["group"], str(row["n"])]
+        cells += [format_mean_std(row[spec]) for spec in metrics]
+        lines.append("| " + " | ".join(cells) + " |")
+    if problems:
+        lines += ["", f"## Runs left out ({len(problems)})", ""]
+        lines += [f"- `{record.folder}`: {failure_reason(record)}" for record in problems]
+    return "\n".join(lines) + "\n"
+
+
+def format_mean_std(value: tuple[float, float] | None) -> str:
+    if value is None:
+        return "-"
+    mean, std = value
+    return f"{100 * mean:.1f} ± {100 * std:.1f}"
+
+
+def csv_text(keys: list[str], rows: list[dict[str, Any]], metrics: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([*keys, "n", *[f"{spec} {stat}" for spec in metrics for stat in ("mean", "std")]])
+    for row in rows:
+        stats = [x for spec in metrics for x in (row[spec] if row[spec] is not None else ("", ""))]
+        writer.writerow([*row["group"], row["n"], *stats])
+    return buffer.getvalue()
+
+
+def plot_rounds(keys: list[str], groups: dict[tuple[str, ...], list[RunRecord]], path: Path) -> bool:
+    """Mean test accuracy per round, one line per group; False when no run has per-round test accuracy."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    drawn = False
+    for values, runs in groups.items():
+        per_round: dict[int, list[float]] = {}
+        for run in runs:
+            for record in run.rounds:
+                if isinstance(record.get("test/acc"), (int, float)):
+                    per_round.setdefault(int(record["round"]), []).append(100 * record["test/acc"])
+        if per_round:
+            xs = sorted(per_round)
+            ax.plot(xs, [statistics.mean(per_round[x]) for x in xs], marker="o",
+                    label=", ".join(f"{k}={v}" for k, v in zip(keys, values)) or "all runs")
+            drawn = True
+    if drawn:
+        ax.set_xlabel("round")
+        ax.set_ylabel("test accuracy (%), mean over runs")
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return drawn
+
+
+def report(roots: list[Path], out: Path, group_by: list[str] | None = None,
+           metrics: list[str] | None = None) -> dict[str, Any]:
+    records = find_runs(roots)
+    if not records:
+        raise FileNotFoundError(
+            f"alpaca-report: no run folder (one holding config_resolved.yaml) under {[str(r) for r in roots]}."
+        )
+    finished = [r for r in records if r.finished]
+    problems = [r for r in records if not r.finished]
+    keys = list(group_by) if group_by is not None else differing_keys(finished or records)
+    unknown = [k for k in keys if not any(k in r.config for r in records)]
+    if unknown:
+        raise KeyError(f"alpaca-report: --group-by {unknown} is not a config key of these runs (e.g. task.name, "
+                       f"selftrain.student_init, split.labels_per_class).")
+    metrics = list(metrics or DEFAULT_METRICS)
+    groups = group_runs(finished, keys)
+    rows = summarise(groups, metrics)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "report.md", markdown(keys, rows, metrics, problems, roots))
+    atomic_write_text(out / "report.csv", csv_text(keys, rows, metrics))
+    plot_rounds(keys, groups, out / "rounds.png")
+    return {"keys": keys, "rows": rows, "problems": [str(r.folder) for r in problems]}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="alpaca-report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("folders", nargs="+", type=Path, help="multirun, sweep or run folders")
+    parser.add_argument("--group-by", nargs="*", help="config keys (default: every key that differs but the seed)")
+    parser.add_argument("--metric", nargs="+", dest="metrics",
+                        help=f"<section of results.json>:<metric> (default: {' '.join(DEFAULT_METRICS)})")
+    parser.add_argument("--out", type=Path, help="default: the first folder")
+    args = parser.parse_args(argv)
+    try:
+        summary = report(args.folders, args.out or args.folders[0], args.group_by, args.metrics)
+    except (FileNotFoundError, KeyError) as err:
+        print(err.args[0] if err.args else err, file=sys.stderr)
+        return 1
+    out = args.out or args.folders[0]
+    print((out / "report.md").read_text())
+    print(f"alpaca-report: {len(summary['rows'])} group(s); {out}/report.md, report.csv, rounds.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""alpaca-report: grouping by the config keys that differ, mean ± sample std against hand-computed values, runs
+that failed or never finished listed instead of averaged."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from alpaca_lightning import aggregate
+
+
+def fake_run(folder: Path, task: str, threshold: float, seed: int, test_acc: float | None) -> None:
+    folder.mkdir(parents=True)
+    config = {"seed": seed, "task": {"name": task}, "filters": {"confidence": {"threshold": threshold}},
+              "paths": {"output_dir": str(folder)}, "split": {"labels_per_class": 8}}
+    OmegaConf.save(OmegaConf.create(config), folder / "config_resolved.yaml")
+    if test_acc is None:
+        return
+    results = {"best": {"test/acc": test_acc, "val/acc": 0.5}, "supervised_only": {"test/acc": test_acc - 0.1},
+               "gain": {"test/acc": 0.1}}
+    (folder / "results.json").write_text(json.dumps(results))
+    rounds = [{"round": 0, "test/acc": test_acc - 0.1}, {"round": 1, "test/acc": test_acc}]
+    (folder / "rounds.json").write_text(json.dumps(rounds))
+
+
+ACCURACIES = {("a", 0.8): [0.60, 0.70], ("a", 0.9): [0.50, 0.54], ("b", 0.8): [0.80, 0.80], ("b", 0.9): [0.9, 0.7]}
+
+
+@pytest.fixture
+def sweep(tmp_path) -> Path:
+    job = 0
+    for (task, threshold), values in ACCURACIES.items():
+        for seed, value in enumerate(values):
+            fake_run(tmp_path / "sweep" / str(job), task, threshold, seed, value)
+            job += 1
+    fake_run(tmp_path / "sweep" / str(job), "a", 0.8, 2, None)  # killed before results.json
+    failed = tmp_path / "sweep" / str(job + 1)
+    fake_run(failed, "b", 0.9, 2, None)
+    (failed / "error.txt").write_text("Traceback ...\nDataError: the pool is empty\n")
+    return tmp_path / "sweep"
+
+
+def test_groups_by_the_keys_that_differ_with_hand_computed_mean_and_std(sweep, tmp_path) -> None:
+    summary = aggregate.report([sweep], tmp_path / "out")
+    assert summary["keys"] == ["filters.confidence.threshold", "task.name"]  # not seed, not paths.*
+    rows = {row["group"]: row for row in summary["rows"]}
+    mean, std = rows[("0.8", "a")]["best:test/acc"]
+    assert mean == pytest.approx(0.65) and std == pytest.approx(0.0707107, abs=1e-6)  # stdev([.6, .7])
+    assert rows[("0.9", "b")]["best:test/acc"] == pytest.approx((0.8, 0.1414214), abs=1e-6)
+    assert rows[("0.8", "b")]["best:test/acc"] == pytest.approx((0.8, 0.0))
+    assert all(row["n"] == 2 for row in summary["rows"])  # the unfinished and failed runs are not averaged
+    assert len(summary["problems"]) == 2
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "| 0.8 | a | 2 | 55.0 ± 7.1 | 65.0 ± 7.1 |" in text
+    assert "failed: DataError: the pool is empty" in text and "unfinished (no results.json)" in text
+    table = list(csv.DictReader((tmp_path / "out" / "report.csv").open()))
+    assert float(table[0]["best:test/acc mean"]) == pytest.approx(0.65)
+    assert (tmp_path / "out" / "rounds.png").stat().st_size > 1000
+
+
+def test_explicit_grouping_and_a_clear_error_for_an_unknown_key(sweep, tmp_path) -> None:
+    summary = aggregate.report([sweep], tmp_path / "out", group_by=["task.name"])
+    rows = {row["group"]: row for row in summary["rows"]}
+    assert rows[("a",)]["n"] == 4 and rows[("a",)]["best:test/acc"][0] == pytest.approx(0.585)
+    with pytest.raises(KeyError, match="task.nme"):
+        aggregate.report([sweep], tmp_path / "out", group_by=["task.nme"])
+    assert aggregate.main([str(tmp_path / "missing")]) == 1
+
+
+def test_the_cli_prints_the_table(sweep, tmp_path, capsys) -> None:
+    assert aggregate.main([str(sweep), "--out", str(tmp_path / "cli"), "--metric", "best:test/acc"]) == 0
+    printed = capsys.readouterr().out
+    assert "| filters.confidence.threshold | task.name | n | best:test/acc |" in printed
