@@ -8,6 +8,8 @@ from __future__ import annotations
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
@@ -17,9 +19,30 @@ from alpaca_lightning.pipeline import run
 register_resolvers()
 
 
+# strategies that start their processes from inside this one; plain `ddp` re-runs the whole command per rank
+IN_PROCESS_STRATEGIES = ("ddp_fork", "ddp_spawn", "ddp_notebook")
+
+
+def check_multirun_strategy(cfg: DictConfig) -> None:
+    """Under --multirun, Lightning's `ddp` would re-launch the whole sweep in every rank: refuse it up front, unless
+    a cluster launcher (submitit) starts one task per rank itself."""
+    hydra_cfg = HydraConfig.get()
+    if hydra_cfg.mode != RunMode.MULTIRUN:
+        return
+    strategy = str(cfg.hardware.get("strategy", "auto"))
+    launcher = str(hydra_cfg.launcher.get("_target_", ""))
+    if strategy.startswith("ddp") and strategy not in IN_PROCESS_STRATEGIES and "submitit" not in launcher:
+        raise AlpacaError(
+            f"hardware.strategy={strategy} inside --multirun would re-launch the whole sweep in every process. "
+            f"Sweep with one process per job (hardware=cpu or gpu), use hardware.strategy=ddp_spawn, or launch "
+            f"on a cluster with hydra/launcher=submitit_slurm (one task per GPU)."
+        )
+
+
 @hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     try:
+        check_multirun_strategy(cfg)
         results = run(cfg)
     except AlpacaError as err:
         # A problem the user can fix: the message names it and the fix; a traceback would only bury it.

@@ -34,6 +34,16 @@ def test_multirun_over_two_seeds(synthetic_task, tmp_path) -> None:
     assert all(r["rounds_run"] == 2 for r in results)
 
 
+def test_multirun_with_the_relaunching_ddp_strategy_fails_fast(synthetic_task, tmp_path) -> None:
+    overrides = without_output_dir(tiny_overrides(synthetic_task, tmp_path))
+    overrides += ["hardware=ddp_cpu", "hardware.strategy=ddp", f"hydra.sweep.dir={tmp_path}/sweep", "seed=0,1",
+                  "--multirun"]
+    done = cli(overrides, tmp_path)
+    assert done.returncode != 0
+    assert "re-launch the whole sweep" in done.stderr and "submitit_slurm" in done.stderr
+    assert not list((tmp_path / "sweep").rglob("config_resolved.yaml"))  # refused before any run started
+
+
 def test_bad_input_exits_non_zero_with_the_fix(synthetic_task, tmp_path) -> None:
     overrides = tiny_overrides(synthetic_task, tmp_path) + [f"task.sources.train.path={tmp_path}/missing.csv"]
     done = cli(without_output_dir(overrides) + [f"hydra.run.dir={tmp_path}/run"], tmp_path)
