@@ -83,13 +83,21 @@ def find_runs(roots: Iterable[Path]) -> list[RunRecord]:
     return records
 
 
+def inside_own_folder(record: RunRecord, key: str) -> bool:
+    """A value naming a place in the run's own folder (e.g. logger.csv.save_dir): it differs by construction."""
+    value = str(record.config.get(key))
+    return any(str(folder) in value for folder in (record.folder, record.folder.resolve()))
+
+
 def differing_keys(records: list[RunRecord]) -> list[str]:
-    """The config keys whose values differ between runs, except the seed, paths and Hydra's own settings."""
+    """The config keys whose values differ between runs, except the seed, paths, Hydra's own settings and values
+    that point into each run's own folder."""
     keys = sorted({key for record in records for key in record.config})
     return [
         key for key in keys
         if not key.startswith(IGNORED_PREFIXES)
         and len({json.dumps(r.config.get(key), sort_keys=True, default=str) for r in records}) > 1
+        and not all(inside_own_folder(r, key) for r in records)
     ]
 
 

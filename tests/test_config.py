@@ -11,7 +11,8 @@ from omegaconf.errors import ConfigKeyError
 from tests.conftest import CONF_DIR, compose_config
 
 LIST_GROUPS = {"filters", "teachers", "losses", "stages"}  # selected as lists: stages=[mlm]
-GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in {"hydra", "experiment"})
+NOT_CONFIG_KEYS = {"hydra", "experiment", "launcher"}  # groups that set other packages (hydra.*, _global_)
+GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in NOT_CONFIG_KEYS)
 
 
 def group_options(group: str) -> list[str]:
@@ -61,3 +62,13 @@ def test_unknown_group_option_lists_the_available_ones() -> None:
         compose_config(["hardware=gpux"])
     message = str(err.value)
     assert "gpux" in message and "ddp_cpu" in message
+
+
+def test_launcher_options_set_hydras_launcher() -> None:
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        joblib = compose("train", overrides=["launcher=joblib"], return_hydra_config=True)
+        local = compose("train", return_hydra_config=True)
+    assert "JoblibLauncher" in joblib.hydra.launcher._target_ and joblib.hydra.launcher.n_jobs == 2
+    assert "BasicLauncher" in local.hydra.launcher._target_
