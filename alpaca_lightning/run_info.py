@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import platform
 import subprocess
@@ -46,8 +47,10 @@ def git_state(repo: Path = REPO_ROOT) -> dict[str, Any]:
 
 def save_run_info(cfg: DictConfig, run_dir: Path, **choices: Any) -> dict[str, Any]:
     """``choices``: what the run decided from the machine (e.g. the precision plan), with why."""
+    config_text = OmegaConf.to_yaml(cfg, resolve=True)
     info = {
         "seed": cfg.seed,
+        "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),  # alpaca-reproduce refuses an edited one
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": sys.argv,
         "host": platform.node(),
@@ -55,6 +58,6 @@ def save_run_info(cfg: DictConfig, run_dir: Path, **choices: Any) -> dict[str, A
         "git": git_state(),
         **choices,
     }
-    atomic_write_text(Path(run_dir) / "config_resolved.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    atomic_write_text(Path(run_dir) / "config_resolved.yaml", config_text)
     atomic_write_json(Path(run_dir) / "run_info.json", info)
     return info

@@ -1,0 +1,44 @@
+"""alpaca-reproduce: a finished run re-runs from its saved config to identical metrics; an edited config is
+refused loudly."""
+
+from __future__ import annotations
+
+import pytest
+
+from alpaca_lightning import reproduce
+from alpaca_lightning.errors import AlpacaError
+from alpaca_lightning.pipeline import run
+from tests.conftest import compose_config, tiny_overrides
+
+
+@pytest.fixture(scope="module")
+def finished_run(synthetic_task, tmp_path_factory):
+    out = tmp_path_factory.mktemp("recorded")
+    run(compose_config(tiny_overrides(synthetic_task, out) + ["selftrain.max_rounds=1"]))
+    return out
+
+
+def test_a_finished_run_reproduces_to_identical_metrics(finished_run, tmp_path) -> None:
+    outcome = reproduce.reproduce(finished_run, tmp_path / "again")
+    assert outcome["differences"] == []
+    assert (tmp_path / "again" / "results.json").is_file()
+    assert (tmp_path / "again" / "logs").is_dir() and not (finished_run / "reproduced").exists()
+    assert reproduce.compare({"best": {"test/acc": 0.5}}, {"best": {"test/acc": 0.51}}, 0.0) == [
+        "best/test/acc: recorded 0.5, now 0.51"]
+    with pytest.raises(AlpacaError, match="not empty"):
+        reproduce.reproduce(finished_run, tmp_path / "again")
+
+
+def test_an_edited_config_is_refused(finished_run, tmp_path, capsys) -> None:
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    for name in ("run_info.json", "results.json"):
+        (tampered / name).write_text((finished_run / name).read_text())
+    text = (finished_run / "config_resolved.yaml").read_text()
+    assert "student_epochs: 2" in text
+    (tampered / "config_resolved.yaml").write_text(text.replace("student_epochs: 2", "student_epochs: 3"))
+    with pytest.raises(AlpacaError, match="changed after the run"):
+        reproduce.reproduce(tampered, tmp_path / "out")
+    assert reproduce.main([str(tampered)]) == 2
+    assert "changed after the run" in capsys.readouterr().err
+    assert reproduce.main([str(tmp_path / "nowhere")]) == 2  # not a finished run: a clear error too
