@@ -24,7 +24,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from alpaca_lightning.artifacts import atomic_write_text
+from alpaca_lightning.artifacts import atomic_write_text, read_json
 
 DEFAULT_METRICS = ("supervised_only:test/acc", "best:test/acc", "best:val/acc", "gain:test/acc")
 # keys that differ between runs without making them different experiments
@@ -60,9 +60,10 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: node}
 
 
-def read_json(path: Path) -> Any:
+def read_json_if_any(path: Path) -> Any:
+    """The file's JSON, or None where it is missing or unreadable (the run is then listed, not averaged)."""
     try:
-        return json.loads(path.read_text())
+        return read_json(path)
     except (OSError, json.JSONDecodeError):
         return None
 
@@ -76,8 +77,8 @@ def find_runs(roots: Iterable[Path]) -> list[RunRecord]:
         for config_file in sorted(root.rglob("config_resolved.yaml")):
             folder = config_file.parent
             config = OmegaConf.to_container(OmegaConf.load(config_file), resolve=False)
-            results = read_json(folder / "results.json")
-            rounds = read_json(folder / "rounds.json") or []
+            results = read_json_if_any(folder / "results.json")
+            rounds = read_json_if_any(folder / "rounds.json") or []
             records.append(RunRecord(folder, flatten(config), results if isinstance(results, dict) else None,
                                      rounds if isinstance(rounds, list) else []))
     return records

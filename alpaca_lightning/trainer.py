@@ -16,7 +16,7 @@ from pytorch_lightning.callbacks import Callback
 from pytorch_lightning.loggers import Logger
 
 from alpaca_lightning.console import ThrottledProgressBar
-from alpaca_lightning.precision import PrecisionPlan, PredictionDtype, plan_precision
+from alpaca_lightning.precision import PrecisionPlan, PredictionDtype
 
 # `trainer.deterministic: true` also makes torch fill every new tensor with NaN, which costs ~8% of prediction.
 # Our kernels never read uninitialised memory, so results are identical without it (tests/test_speed.py checks).
@@ -30,11 +30,9 @@ class TrainerFactory:
         trainer_kwargs: dict[str, Any],
         make_loggers: Callable[[str], list[Logger]],
         run_dir: Path,
-        precision: PrecisionPlan | None = None,
+        precision: PrecisionPlan,
     ) -> None:
-        self.precision = precision or plan_precision(
-            hardware.get("precision", "32-true"), str(hardware.get("accelerator", "auto"))
-        )
+        self.precision = precision  # the run's plan_precision(...): hardware.precision may say "auto"
         self.hardware = {**hardware, "precision": self.precision.train}
         self.trainer_kwargs = dict(trainer_kwargs)
         self.make_loggers = make_loggers

@@ -42,6 +42,7 @@ from matplotlib.ticker import MaxNLocator
 if __package__ in (None, ""):  # run as `python experiments/benchmark.py`: make the `experiments` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from alpaca_lightning.aggregate import mean_std
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
 from experiments.peers import PEERS, run_peers
 from experiments.runner import (
@@ -165,10 +166,6 @@ def overrides_for(dataset: str, k: int | None, seed: int, variant: Variant) -> l
 
 def recipe_overrides(recipe: dict[str, Any]) -> list[str]:
     return [f"model.classifier.optimizer.lr={recipe['lr']}", f"selftrain.supervised_epochs={recipe['epochs']}"]
-
-
-def mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def fmt(values: list[float]) -> str:

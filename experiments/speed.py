@@ -111,11 +111,11 @@ def setup(overrides: list[str], train_size: int, predict_size: int, test_size: i
     return Bench(cfg, splits, backbone, work_dir)
 
 
-def new_classifier(bench: Bench, path: str | None = None) -> ClassifierModule:
+def new_classifier(bench: Bench) -> ClassifierModule:
     pl.seed_everything(0, verbose=False)
     partial = instantiate(bench.cfg.model.classifier, num_labels=bench.num_labels,
                           global_batch_size=bench.cfg.data.batch_size)
-    return partial(model_path=path or bench.backbone_path, losses=[Supervised()])
+    return partial(model_path=bench.backbone_path, losses=[Supervised()])
 
 
 def datamodule(bench: Bench, pool: TextSplit | None = None) -> SelfTrainingDataModule:
@@ -155,12 +155,21 @@ def hand_loop_probs(forward: Callable[[dict[str, torch.Tensor]], torch.Tensor], 
     return probs
 
 
-def hf_sequence_classifier(bench: Bench, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+def with_weights_in(module: torch.nn.Module, dtype: torch.dtype, predict: Callable[[], np.ndarray]) -> np.ndarray:
+    """``predict`` with the module cast to ``dtype`` (the project's cast, so both paths pay the same for it)."""
+    saved = cast_weights(module, dtype)
+    try:
+        return predict()
+    finally:
+        restore_weights(module, saved)
+
+
+def hf_sequence_classifier(bench: Bench) -> torch.nn.Module:
     from transformers import AutoModelForSequenceClassification
 
     pl.seed_everything(0, verbose=False)
     model = AutoModelForSequenceClassification.from_pretrained(bench.backbone_path, num_labels=bench.num_labels)
-    return model.to(dtype).eval()
+    return model.eval()
 
 
 def hf_pipeline_labels(bench: Bench, texts: list[str]) -> list[str]:
@@ -266,11 +275,7 @@ def prediction_rows(bench: Bench, module: ClassifierModule, repeats: int) -> lis
             return hand_loop()
 
     def hand_loop_cast() -> np.ndarray:
-        saved = cast_weights(module, torch.bfloat16)
-        try:
-            return hand_loop()
-        finally:
-            restore_weights(module, saved)
+        return with_weights_in(module, torch.bfloat16, hand_loop)
 
     def project(dtype: str) -> Callable[[], np.ndarray]:
         return lambda: predict_split(module, dm, "pool", factories[dtype].predict, bench.work_dir / "shards").probs
@@ -307,13 +312,7 @@ def batch_size_rows(bench: Bench, batch_sizes: list[int], repeats: int) -> list[
     encoded = encode(bench.splits.pool.texts, tokenizer, bench.cfg.data.max_length)
 
     def loop(size: int, dtype: torch.dtype) -> Callable[[], np.ndarray]:
-        def predict() -> np.ndarray:
-            saved = cast_weights(module, dtype)
-            try:
-                return hand_loop_probs(module, encoded, tokenizer, size)
-            finally:
-                restore_weights(module, saved)
-        return predict
+        return lambda: with_weights_in(module, dtype, lambda: hand_loop_probs(module, encoded, tokenizer, size))
 
     paths = {f"hand loop, {name}, batch {size}": loop(size, dtype)
              for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)) for size in batch_sizes}
