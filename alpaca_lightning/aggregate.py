@@ -2,11 +2,16 @@
 
     alpaca-report multirun/sst2/2026-11-29_10-00-00                      # group by every key that differs but seed
     alpaca-report multirun/a multirun/b --group-by task.name selftrain.student_init --out reports/students
+    alpaca-report runs/ --group-by task.name --choose model.classifier.optimizer.lr --choose-on best:val/acc
 
 Every folder below the given ones that holds a ``config_resolved.yaml`` is a run. Finished runs (``results.json``)
 are grouped by config keys; each group gets the mean ± sample std over its runs of each metric, in ``report.md``
 and ``report.csv``, and the mean test accuracy per round in ``rounds.png``. Runs without ``results.json`` are
 listed as failed (an ``error.txt`` or a traceback in their log) or unfinished, never averaged and never a crash.
+
+``--choose KEY ...`` picks, per group, the values of those keys (a recipe: learning rate, epochs) whose runs have
+the best mean ``--choose-on`` metric (a validation score; never test), and reports only that recipe's row: the
+benchmark's tuned supervised baseline. A recipe with a failed or unfinished run is not eligible.
 """
 
 from __future__ import annotations
@@ -126,6 +131,45 @@ def summarise(groups: dict[tuple[str, ...], list[RunRecord]], metrics: list[str]
     return rows
 
 
+@dataclass
+class Choice:
+    """The recipe chosen for one group: the chosen values, and every eligible recipe's mean score."""
+
+    group: tuple[str, ...]
+    chosen: tuple[str, ...] | None
+    scores: dict[tuple[str, ...], float]
+    ineligible: list[tuple[str, ...]]
+
+
+def choose_recipes(records: list[RunRecord], keys: list[str], choose: list[str], on: str) -> list[Choice]:
+    """Per value of ``keys``, the values of ``choose`` with the best mean ``on`` over their runs (ties: the recipe
+    found first, i.e. in the order of the folders given). Recipes with a run that failed, never finished or lacks the metric are not eligible."""
+    by_group: dict[tuple[str, ...], dict[tuple[str, ...], list[RunRecord]]] = {}
+    for values, runs in group_runs(records, keys + choose).items():
+        by_group.setdefault(values[:len(keys)], {})[values[len(keys):]] = runs
+    choices = []
+    for group, recipes in by_group.items():
+        scores, ineligible = {}, []
+        for recipe, runs in recipes.items():
+            found = [r.metric(on) for r in runs]
+            if all(v is not None for v in found):
+                scores[recipe] = statistics.mean(found)
+            else:
+                ineligible.append(recipe)
+        chosen = max(scores, key=scores.__getitem__) if scores else None
+        choices.append(Choice(group, chosen, scores, ineligible))
+    return choices
+
+
+def choice_lines(choose: list[str], on: str, choices: list[Choice]) -> list[str]:
+    lines = ["", f"## Recipes chosen on mean {on} ({', '.join(choose)})", ""]
+    for choice in choices:
+        tried = "; ".join(f"{', '.join(r)}: {100 * v:.1f}" for r, v in choice.scores.items())
+        left = f"; not eligible (failed or unfinished runs): {choice.ineligible}" if choice.ineligible else ""
+        lines.append(f"- {', '.join(choice.group) or 'all runs'}: chose {choice.chosen} from {tried or 'none'}{left}")
+    return lines
+
+
 def failure_reason(record: RunRecord) -> str:
     error = record.folder / "error.txt"
     if error.is_file():
@@ -135,7 +179,7 @@ def failure_reason(record: RunRecord) -> str:
 
 
 def markdown(keys: list[str], rows: list[dict[str, Any]], metrics: list[str], problems: list[RunRecord],
-             roots: list[Path]) -> str:
+             roots: list[Path], notes: list[str] = ()) -> str:
     lines = [
         "# alpaca-report", "",
         f"Runs under: {', '.join(str(r) for r in roots)}. Mean ± sample std over the runs of each group "
@@ -147,6 +191,7 @@ def markdown(keys: list[str], rows: list[dict[str, Any]], metrics: list[str], pr
         cells = [*row["group"], str(row["n"])]
         cells += [format_mean_std(row[spec]) for spec in metrics]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += list(notes)
     if problems:
         lines += ["", f"## Runs left out ({len(problems)})", ""]
         lines += [f"- `{record.folder}`: {failure_reason(record)}" for record in problems]
@@ -201,7 +246,8 @@ def plot_rounds(keys: list[str], groups: dict[tuple[str, ...], list[RunRecord]],
 
 
 def report(roots: list[Path], out: Path, group_by: list[str] | None = None,
-           metrics: list[str] | None = None) -> dict[str, Any]:
+           metrics: list[str] | None = None, choose: list[str] | None = None,
+           choose_on: str = "best:val/acc") -> dict[str, Any]:
     records = find_runs(roots)
     if not records:
         raise FileNotFoundError(
@@ -209,19 +255,30 @@ def report(roots: list[Path], out: Path, group_by: list[str] | None = None,
         )
     finished = [r for r in records if r.finished]
     problems = [r for r in records if not r.finished]
+    choose = list(choose or [])
+    if choose and "test" in choose_on:
+        raise ValueError(f"alpaca-report: --choose-on {choose_on} is a test metric; choose recipes on validation "
+                         f"(e.g. best:val/acc), and report test for the chosen one.")
     keys = list(group_by) if group_by is not None else differing_keys(finished or records)
-    unknown = [k for k in keys if not any(k in r.config for r in records)]
+    keys = [k for k in keys if k not in choose]
+    unknown = [k for k in keys + choose if not any(k in r.config for r in records)]
     if unknown:
-        raise KeyError(f"alpaca-report: --group-by {unknown} is not a config key of these runs (e.g. task.name, "
+        raise KeyError(f"alpaca-report: {unknown} is not a config key of these runs (e.g. task.name, "
                        f"selftrain.student_init, split.labels_per_class).")
     metrics = list(metrics or DEFAULT_METRICS)
-    groups = group_runs(finished, keys)
+    groups = group_runs(finished, keys + choose)
+    choices, notes = [], []
+    if choose:
+        choices = choose_recipes(records, keys, choose, choose_on)
+        chosen = {c.group + c.chosen for c in choices if c.chosen is not None}
+        groups = {values: runs for values, runs in groups.items() if values in chosen}
+        notes = choice_lines(choose, choose_on, choices)
     rows = summarise(groups, metrics)
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "report.md", markdown(keys, rows, metrics, problems, roots))
-    atomic_write_text(out / "report.csv", csv_text(keys, rows, metrics))
-    plot_rounds(keys, groups, out / "rounds.png")
-    return {"keys": keys, "rows": rows, "problems": [str(r.folder) for r in problems]}
+    atomic_write_text(out / "report.md", markdown(keys + choose, rows, metrics, problems, roots, notes))
+    atomic_write_text(out / "report.csv", csv_text(keys + choose, rows, metrics))
+    plot_rounds(keys + choose, groups, out / "rounds.png")
+    return {"keys": keys + choose, "rows": rows, "problems": [str(r.folder) for r in problems], "choices": choices}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,11 +288,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--group-by", nargs="*", help="config keys (default: every key that differs but the seed)")
     parser.add_argument("--metric", nargs="+", dest="metrics",
                         help=f"<section of results.json>:<metric> (default: {' '.join(DEFAULT_METRICS)})")
+    parser.add_argument("--choose", nargs="+", help="per group, keep the values of these keys with the best mean "
+                        "--choose-on (e.g. model.classifier.optimizer.lr selftrain.supervised_epochs)")
+    parser.add_argument("--choose-on", default="best:val/acc",
+                        help="the metric that --choose maximises (default best:val/acc; never a test metric)")
     parser.add_argument("--out", type=Path, help="default: the first folder")
     args = parser.parse_args(argv)
     try:
-        summary = report(args.folders, args.out or args.folders[0], args.group_by, args.metrics)
-    except (FileNotFoundError, KeyError) as err:
+        summary = report(args.folders, args.out or args.folders[0], args.group_by, args.metrics, args.choose,
+                         args.choose_on)
+    except (FileNotFoundError, KeyError, ValueError) as err:
         print(err.args[0] if err.args else err, file=sys.stderr)
         return 1
     out = args.out or args.folders[0]

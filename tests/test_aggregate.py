@@ -75,3 +75,33 @@ def test_the_cli_prints_the_table(sweep, tmp_path, capsys) -> None:
     assert aggregate.main([str(sweep), "--out", str(tmp_path / "cli"), "--metric", "best:test/acc"]) == 0
     printed = capsys.readouterr().out
     assert "| filters.confidence.threshold | task.name | n | best:test/acc |" in printed
+
+
+def recipe_run(folder: Path, task: str, lr: float, seed: int, val: float | None, test: float = 0.5) -> None:
+    folder.mkdir(parents=True)
+    config = {"seed": seed, "task": {"name": task}, "model": {"classifier": {"optimizer": {"lr": lr}}}}
+    OmegaConf.save(OmegaConf.create(config), folder / "config_resolved.yaml")
+    if val is not None:
+        (folder / "results.json").write_text(json.dumps({"best": {"val/acc": val, "test/acc": test}}))
+
+
+def test_choose_keeps_per_group_the_recipe_best_on_mean_validation(tmp_path) -> None:
+    # task a: lr 1e-4 has mean val 0.70 (0.6, 0.8), lr 2e-4 has 0.65 (0.9, 0.4): 1e-4 wins although its best seed
+    # is worse. Task b: lr 2e-4 would win on val (0.9) but one of its seeds failed, so 1e-4 is chosen.
+    vals = {("a", 1e-4): [0.6, 0.8], ("a", 2e-4): [0.9, 0.4], ("b", 1e-4): [0.5, 0.5], ("b", 2e-4): [0.9, None]}
+    for i, ((task, lr), values) in enumerate(vals.items()):
+        for seed, val in enumerate(values):
+            recipe_run(tmp_path / "runs" / f"{i}_{seed}", task, lr, seed, val, test=0.1 * (i + 1))
+    summary = aggregate.report([tmp_path / "runs"], tmp_path / "out", group_by=["task.name"],
+                               metrics=["best:test/acc"], choose=["model.classifier.optimizer.lr"])
+    assert summary["keys"] == ["task.name", "model.classifier.optimizer.lr"]
+    assert [row["group"] for row in summary["rows"]] == [("a", "0.0001"), ("b", "0.0001")]
+    rows = {row["group"][0]: row for row in summary["rows"]}
+    assert rows["a"]["best:test/acc"] == pytest.approx((0.1, 0.0)) and rows["b"]["best:test/acc"][0] == pytest.approx(0.3)
+    choice_b = next(c for c in summary["choices"] if c.group == ("b",))
+    assert choice_b.ineligible == [("0.0002",)] and choice_b.scores == {("0.0001",): pytest.approx(0.5)}
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "a: chose ('0.0001',) from 0.0001: 70.0; 0.0002: 65.0" in text
+    with pytest.raises(ValueError, match="test metric"):
+        aggregate.report([tmp_path / "runs"], tmp_path / "out", choose=["model.classifier.optimizer.lr"],
+                         choose_on="best:test/acc")
