@@ -130,6 +130,22 @@ def test_datamodule_serves_labelled_and_pseudo_labels_only(tmp_path, rows) -> No
         dm.start_round(3, np.array([1, 1]), np.array([0, 0]))
 
 
+def test_batch_order_follows_the_order_seed(tmp_path, rows) -> None:
+    """Round r draws its batches with seed + 1000 r; a seed-ensemble member passes its own order seed, so it does
+    not replay round 0's batch order on the same labelled data."""
+    splits = build_splits(spec_for(write_csv(tmp_path / "t.csv", rows)), seed=0, labels_per_class=8, val_size=20)
+    dm = SelfTrainingDataModule(splits, train_wordpiece_tokenizer([t for t, _ in rows], 300), batch_size=4, seed=3)
+
+    def order(**kwargs: int) -> list[int]:
+        dm.start_round(0, **kwargs)
+        return [i for streams, _, _ in dm.train_dataloader() for i in streams["train"]["index"].tolist()]
+
+    round0 = order()
+    assert order() == round0 and order(order_seed=3) == round0  # the default is seed + 1000 * 0
+    member = order(order_seed=1003)
+    assert sorted(member) == sorted(round0) and member != round0
+
+
 def test_prediction_batches_carry_indices(tmp_path, rows) -> None:
     splits = build_splits(spec_for(write_csv(tmp_path / "t.csv", rows)), seed=0, labels_per_class=4, val_size=20)
     dm = SelfTrainingDataModule(splits, train_wordpiece_tokenizer([t for t, _ in rows], 300), predict_batch_size=32)

@@ -117,6 +117,7 @@ class SelfTrainingDataModule(pl.LightningDataModule):
         self.collator = Collator(tokenizer.pad_token_id)
         self.encoded: dict[str, EncodedSplit] = {}
         self.round_index = 0
+        self.order_seed = seed  # the batch-order seed; start_round sets it per round
         self.pseudo_positions = np.zeros(0, dtype=np.int64)
         self.pseudo_labels = np.zeros(0, dtype=np.int64)
         self.pseudo_weights = np.zeros(0, dtype=np.float32)
@@ -143,9 +144,12 @@ class SelfTrainingDataModule(pl.LightningDataModule):
         labels: np.ndarray | None = None,
         weights: np.ndarray | None = None,
         targets: np.ndarray | None = None,
+        order_seed: int | None = None,
     ) -> None:
         """Install the pseudo-label set of a round: pool ``positions`` with their ``labels`` (None: labelled only),
-        optional per-example loss ``weights`` and optional soft ``targets`` (one class distribution per example)."""
+        optional per-example loss ``weights`` and optional soft ``targets`` (one class distribution per example).
+        Batches are drawn with ``order_seed`` (default: the run's seed + 1000 × round), so that a model trained
+        with another seed on the same data (a seed-ensemble member) also sees its own batch order."""
         self.prepare()
         positions = np.zeros(0, dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
         labels = np.zeros(0, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
@@ -158,6 +162,7 @@ class SelfTrainingDataModule(pl.LightningDataModule):
         if targets is not None and targets.shape != (len(positions), len(self.splits.label_names)):
             raise ValueError("soft targets need one class distribution per pseudo-label.")
         self.round_index = round_index
+        self.order_seed = self.seed + 1000 * round_index if order_seed is None else order_seed
         self.pseudo_positions = positions
         self.pseudo_labels = labels
         self.pseudo_weights = (
@@ -223,7 +228,7 @@ class SelfTrainingDataModule(pl.LightningDataModule):
             if len(data) == 0:
                 raise DataError(f"The '{stream}' data stream is empty (a loss needs it); drop that loss or add data.")
             sampler = GlobalBatchSampler(
-                data.lengths, self.batch_size, seed=self.seed + 1000 * self.round_index + STREAMS.index(stream),
+                data.lengths, self.batch_size, seed=self.order_seed + STREAMS.index(stream),
                 group_by_length=self.group_by_length, rank=rank, world_size=world, num_batches=num_batches,
             )
             num_batches = num_batches or len(sampler)  # side streams follow the train stream's epoch

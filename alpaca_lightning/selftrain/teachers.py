@@ -68,10 +68,12 @@ class ClassifierTeacher(Teacher):
         return out
 
     def _extra_member(self, ctx: RunContext, j: int) -> Path:
-        ctx.datamodule.start_round(0)  # labelled only; the round loop installs its pseudo-labels afterwards
+        seed = ctx.seed + 1000 * j
+        # labelled only, in the member's own batch order; the round loop installs its pseudo-labels afterwards
+        ctx.datamodule.start_round(0, order_seed=seed)
         stage = f"teacher_classifier_seed{j}"
         return train_once(
-            ctx.run_dir / "teachers" / f"classifier_seed{j}" / "model", ctx.seed + 1000 * j,
+            ctx.run_dir / "teachers" / f"classifier_seed{j}" / "model", seed,
             build=lambda: ctx.make_classifier(ctx.encoder_path),
             fit=lambda module: fit_on_labelled(module, ctx, ctx.datamodule, stage, ctx.supervised_epochs),
             save=lambda module, tmp: module.save_pretrained(tmp), what=stage,
