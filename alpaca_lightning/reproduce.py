@@ -5,7 +5,9 @@ folder, and compare every recorded metric with the new run's.
     alpaca-reproduce <run> --out /tmp/again --tolerance 1e-3                  # e.g. on a GPU
 
 The config is the run's ``config_resolved.yaml``; its SHA-256 in ``run_info.json`` must match, so an edited config
-cannot pass as the recorded run. A different git commit, uncommitted changes or different package versions are
+cannot pass as the recorded run. The splits are drawn again from the config's data and seed, and their
+fingerprints (``splits.json``: size and SHA-256 of each split's texts and labels) must equal the recorded ones, so a
+changed data file is named as such rather than showing up as different metrics. A different git commit, uncommitted changes or different package versions are
 named as warnings (the metrics may then legitimately differ). Exit status 0: every metric matches.
 """
 
@@ -22,7 +24,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from alpaca_lightning.errors import AlpacaError
-from alpaca_lightning.run_info import git_state, package_versions
+from alpaca_lightning.run_info import SPLITS_FILE, git_state, package_versions
 
 COMPARED_SECTIONS = ("supervised_only", "best")
 
@@ -87,7 +89,21 @@ def reproduce(run_dir: Path, out: Path | None = None, tolerance: float = 0.0) ->
     # every value that pointed into the old run folder (output dir, logger dirs) now points into the new one
     cfg = OmegaConf.create(OmegaConf.to_yaml(cfg).replace(str(cfg.paths.output_dir), str(out)))
     new = run(cfg)
-    return {"warnings": warnings, "differences": compare(recorded, new, tolerance), "out": str(out)}
+    differences = split_differences(run_dir, out) + compare(recorded, new, tolerance)
+    return {"warnings": warnings, "differences": differences, "out": str(out)}
+
+
+def split_differences(run_dir: Path, out: Path) -> list[str]:
+    """The splits whose fingerprint differs from the recorded one (runs from before splits.json: none checked)."""
+    recorded_file = run_dir / SPLITS_FILE
+    if not recorded_file.is_file():
+        return []
+    recorded, new = (json.loads(path.read_text()) for path in (recorded_file, out / SPLITS_FILE))
+    return [
+        f"split '{name}' differs from the recorded one (recorded {recorded[name]}, now {new.get(name)}): the data "
+        f"files or their reading changed"
+        for name in recorded if recorded[name] != new.get(name)
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""What makes a run reproducible: the resolved config, the seed, package versions and the git commit."""
+"""What makes a run reproducible: the resolved config, the seed, package versions, the git commit, and a
+fingerprint of the splits it drew (``splits.json``: a changed data file cannot pass as the recorded data)."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from alpaca_lightning.artifacts import atomic_write_json, atomic_write_text
 from alpaca_lightning.assets import REPO_ROOT
+
+if TYPE_CHECKING:
+    from alpaca_lightning.data.splits import TaskSplits, TextSplit
+
+SPLITS_FILE = "splits.json"
 
 PACKAGES = (
     "alpaca-lightning", "torch", "pytorch-lightning", "transformers", "tokenizers", "hydra-core", "omegaconf",
@@ -61,3 +67,20 @@ def save_run_info(cfg: DictConfig, run_dir: Path, **choices: Any) -> dict[str, A
     atomic_write_text(Path(run_dir) / "config_resolved.yaml", config_text)
     atomic_write_json(Path(run_dir) / "run_info.json", info)
     return info
+
+
+def split_fingerprint(split: TextSplit) -> dict[str, Any]:
+    """Size and SHA-256 of a split's texts and labels, in order: equal exactly when the run drew the same examples."""
+    digest = hashlib.sha256()
+    for text, label in zip(split.texts, split.labels.tolist()):
+        digest.update(repr((text, label)).encode())
+    return {"size": len(split), "sha256": digest.hexdigest()}
+
+
+def split_fingerprints(splits: TaskSplits) -> dict[str, dict[str, Any]]:
+    parts = {"labelled": splits.labelled, "validation": splits.validation, "pool": splits.pool, "test": splits.test}
+    return {name: split_fingerprint(split) for name, split in parts.items() if split is not None}
+
+
+def save_split_fingerprints(run_dir: Path, splits: TaskSplits) -> None:
+    atomic_write_json(Path(run_dir) / SPLITS_FILE, split_fingerprints(splits))

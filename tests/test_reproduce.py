@@ -42,3 +42,25 @@ def test_an_edited_config_is_refused(finished_run, tmp_path, capsys) -> None:
     assert reproduce.main([str(tampered)]) == 2
     assert "changed after the run" in capsys.readouterr().err
     assert reproduce.main([str(tmp_path / "nowhere")]) == 2  # not a finished run: a clear error too
+
+
+def test_changed_data_is_named_as_such(finished_run, tmp_path) -> None:
+    import json
+
+    from alpaca_lightning.data.splits import TextSplit
+    from alpaca_lightning.run_info import split_fingerprint
+
+    recorded = json.loads((finished_run / "splits.json").read_text())
+    assert set(recorded) == {"labelled", "validation", "pool", "test"} and recorded["labelled"]["size"] == 32
+    (tmp_path / "new").mkdir()
+    changed = {**recorded, "pool": {**recorded["pool"], "sha256": "0" * 64}}  # e.g. one edited row of train.csv
+    (tmp_path / "new" / "splits.json").write_text(json.dumps(changed))
+    [problem] = reproduce.split_differences(finished_run, tmp_path / "new")
+    assert problem.startswith("split 'pool' differs") and "data files" in problem
+    # the fingerprint sees a changed label, and the order of the examples
+    import numpy as np
+
+    base = split_fingerprint(TextSplit(["a", "b"], np.array([0, 1])))
+    assert base != split_fingerprint(TextSplit(["a", "b"], np.array([0, 0])))
+    assert base != split_fingerprint(TextSplit(["b", "a"], np.array([1, 0])))
+    assert base == split_fingerprint(TextSplit(["a", "b"], np.array([0, 1])))
