@@ -7,6 +7,7 @@ present, and stays a hub name otherwise (then ``from_pretrained`` downloads it, 
 from __future__ import annotations
 
 import importlib.metadata
+import os
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -50,8 +51,10 @@ def resolve_model_name(name_or_path: str) -> str:
 
 
 def register_resolvers() -> None:
-    """OmegaConf resolvers used by conf/: ``${pkg_file:dist,path}`` and ``${repo_root:}``."""
+    """OmegaConf resolvers used by conf/: ``${pkg_file:dist,path}``, ``${repo_root:}`` and ``${cpu_share:n}``."""
     if not OmegaConf.has_resolver("pkg_file"):
         OmegaConf.register_new_resolver("pkg_file", lambda dist, rel: str(package_file(dist, rel)))
     if not OmegaConf.has_resolver("repo_root"):
         OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT))
+    if not OmegaConf.has_resolver("cpu_share"):  # CPU threads per process when n processes share this machine
+        OmegaConf.register_new_resolver("cpu_share", lambda n: max(1, (os.cpu_count() or 1) // int(n)))

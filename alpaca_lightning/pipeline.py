@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,7 +26,7 @@ from alpaca_lightning.loggers import LoggerFactory
 from alpaca_lightning.models.backbone import load_tokenizer
 from alpaca_lightning.models.base import ClassifierModule
 from alpaca_lightning.precision import PrecisionPlan, plan_precision
-from alpaca_lightning.run_info import save_run_info
+from alpaca_lightning.run_info import save_run_info, save_split_fingerprints
 from alpaca_lightning.selftrain.prior import checked_prior
 from alpaca_lightning.selftrain.report import build_results, print_summary, write_outputs
 from alpaca_lightning.selftrain.rounds import RoundSettings, SelfTrainingLoop
@@ -113,6 +114,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     settings = build_settings(cfg)  # config errors surface before any data is read
     start = time.time()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if cfg.hardware.get("cpu_threads"):
+        torch.set_num_threads(int(cfg.hardware.cpu_threads))
     quiet_libraries()
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -122,7 +125,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         save_run_info(cfg, run_dir, precision=precision.to_dict())
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
 
-    splits, hidden = hide_pool_labels(load_splits(cfg))
+    drawn = load_splits(cfg)
+    if is_global_zero():
+        save_split_fingerprints(run_dir, drawn)  # pool gold labels included: alpaca-reproduce checks the same data
+    splits, hidden = hide_pool_labels(drawn)
     info(f"task '{cfg.task.name}' splits: {splits.sizes()}")
     ctx = build_context(cfg, splits, run_dir, precision)
     teachers = build_teachers(cfg)

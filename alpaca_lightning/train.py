@@ -6,12 +6,15 @@ Returns the optimized metric (``optimized_metric``, a validation score by defaul
 from __future__ import annotations
 
 import sys
+import traceback
+from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from alpaca_lightning.artifacts import atomic_write_text
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.pipeline import run
@@ -39,12 +42,26 @@ def check_multirun_strategy(cfg: DictConfig) -> None:
         )
 
 
+def record_error(output_dir: Path, err: BaseException) -> None:
+    """error.txt in the run folder: what alpaca-report lists for a failed run of a sweep (a re-run removes it)."""
+    with_traceback = not isinstance(err, AlpacaError)
+    text = "".join(traceback.format_exception(err)) if with_traceback else f"{type(err).__name__}: {err}\n"
+    atomic_write_text(output_dir / "error.txt", text)
+
+
 @hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    output_dir = Path(cfg.paths.output_dir)
+    (output_dir / "error.txt").unlink(missing_ok=True)  # from an earlier failed attempt of this run
     try:
         check_multirun_strategy(cfg)
         results = run(cfg)
-    except AlpacaError as err:
+    except Exception as err:
+        record_error(output_dir, err)
+        if not isinstance(err, AlpacaError):
+            raise
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # Hydra records the job as failed, and the sweep's other jobs go on
         # A problem the user can fix: the message names it and the fix; a traceback would only bury it.
         print(f"alpaca-train: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None

@@ -33,7 +33,8 @@ class TrainerFactory:
         precision: PrecisionPlan,
     ) -> None:
         self.precision = precision  # the run's plan_precision(...): hardware.precision may say "auto"
-        self.hardware = {**hardware, "precision": self.precision.train}
+        # cpu_threads is set once per process by the pipeline; it is not a Trainer argument
+        self.hardware = {**{k: v for k, v in hardware.items() if k != "cpu_threads"}, "precision": self.precision.train}
         self.trainer_kwargs = dict(trainer_kwargs)
         self.make_loggers = make_loggers
         self.run_dir = Path(run_dir)

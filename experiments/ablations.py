@@ -7,7 +7,8 @@
 Each variant is a list of alpaca-train overrides added to the default config (VARIANTS below; edit it to add one).
 Protocol as in benchmark.py: K labels per class and a validation set of K per class drawn with the seed, the pool
 capped (--pool-size), the test set capped at 2000. Writes, under experiments/results/ablations/: runs/ (one run
-folder per dataset, variant and seed; finished runs are reused when the command is repeated), results.json,
+folder per dataset, variant and seed, launched as one Hydra multirun through experiments/launch.py; finished runs
+are reused when the command is repeated), results.json,
 results.md (one row per dataset and variant) and ablations.png. Exits with status 1 if any run failed.
 """
 
@@ -43,15 +44,16 @@ from experiments.benchmark import (
     read_rounds,
     table_row,
 )
-from experiments.runner import (
+from experiments.launch import (
     REBUILT,
     Job,
+    Launch,
     Outcome,
-    RunPool,
     add_common_flags,
     common_overrides,
     device_name,
     failure_report,
+    launch_from_args,
 )
 
 # name -> alpaca-train overrides added to the default config. The config names may still change with the package.
@@ -132,26 +134,27 @@ def summarize(dataset: str, variant: str, outcomes: list[Outcome]) -> dict[str, 
     }
 
 
-def ablations(out_root: Path, plan: Plan, jobs: int = 1, reuse_only: bool = False) -> dict[str, Any]:
-    """Runs every (dataset, variant, seed) of the plan at once on ``jobs`` processes; writes the report."""
+def ablations(out_root: Path, plan: Plan, launch: Launch | None = None) -> dict[str, Any]:
+    """Runs every (dataset, variant, seed) of the plan in one sweep through ``launch``; writes the report."""
+    launch = launch or Launch(label="ablations")
     start = time.time()
     runs = out_root / "runs"
     cells = [(d, v) for d in plan.datasets for v in plan.variants]
     groups = {(d, v): [job(d, v, s, plan, runs) for s in plan.seeds] for d, v in cells}
-    with RunPool(jobs, label="ablations", reuse_only=reuse_only) as pool:
-        outcomes = pool.run([j for group in groups.values() for j in group], "every dataset, variant and seed")
+    outcomes = launch.run([j for group in groups.values() for j in group], "every dataset, variant and seed")
     done = {o.job.name: o for o in outcomes}
     report: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(start)),
         "finished": time.strftime("%Y-%m-%d %H:%M"),
         "wall_time_s": round(time.time() - start, 1),
-        "jobs": jobs,
+        "jobs": launch.jobs,
+        "launcher": launch.launcher_name(),
         "hardware": plan.hardware,
-        "device": device_name() if not reuse_only else REBUILT,
+        "device": device_name() if not launch.reuse_only else REBUILT,
         "plan": asdict(plan),
         "rows": [summarize(d, v, [done[j.name] for j in groups[d, v]]) for d, v in cells],
-        "failures": failure_report(pool),
-        "runs_reused_from_earlier_invocations": sorted(set(pool.reused)),
+        "failures": failure_report(launch),
+        "runs_reused_from_earlier_invocations": sorted(set(launch.reused)),
     }
     write_report(report, out_root)
     return report
@@ -255,7 +258,7 @@ def main() -> int:
     add_common_flags(parser)
     args = parser.parse_args()
     register_resolvers()
-    report = ablations(args.out, make_plan(args), jobs=args.jobs, reuse_only=args.reuse_only)
+    report = ablations(args.out, make_plan(args), launch_from_args(args, "ablations"))
     print((args.out / "results.md").read_text())
     print(f"report: {args.out}/results.md, plot: {args.out}/ablations.png")
     return 1 if report["failures"] else 0

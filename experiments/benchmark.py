@@ -4,8 +4,9 @@
     python experiments/benchmark.py --variant cpu     # 5 seeds, K=8, pools of 1,000, with the peers (SetFit, a
                                                       # frozen-encoder logistic regression): about 80 min on 2 cores
     python experiments/benchmark.py --variant full    # 3 seeds, K=8 and 32: hours on 2 CPU cores, or
-    python experiments/benchmark.py --variant full --jobs 12 --hardware gpu   # about 10 minutes on one big GPU
-    python experiments/benchmark.py --variant full --jobs 12 --hardware gpu   # 12 runs at a time on one GPU
+    python experiments/benchmark.py --variant full --jobs 12 --hardware gpu   # 12 runs at a time on one big GPU
+    python experiments/benchmark.py --variant full --launcher slurm --hardware gpu \
+        --sweep-override hydra.launcher.partition=gpu                          # one SLURM job per run
 
 Reads the datasets from paths.data_dir (ALPACA_DATA_DIR, default ../shared/data). Writes, under
 experiments/results/benchmark_<variant>/: runs/ (one alpaca-train run folder per configuration; finished runs are
@@ -16,9 +17,12 @@ of the pool (capped) is unlabelled, its gold labels used only for diagnostics. T
 rate and epochs are chosen on mean validation accuracy over seeds, never on test; the self-training row uses the
 chosen recipe for its round 0 and the default pseudo-label rounds after it.
 
-Two phases, each run as one batch on --jobs worker processes: 1. every supervised recipe on every dataset, K and
-seed; 2. (with each cell's chosen recipe) self-training on every seed, and full supervision on one seed, with the
-learning rate chosen for the dataset's first K. The command exits with status 1 if any run failed.
+Every run is an alpaca-train run, launched in Hydra multiruns (experiments/launch.py: the job-list sweeper with a
+conf/launcher/ config; --jobs N runs at a time through joblib, or --launcher slurm). Phases, each one sweep:
+1. every supervised recipe on every dataset, K and seed; 2. (with each cell's chosen recipe) self-training on every
+seed, and full supervision on one seed, with the learning rate chosen for the dataset's first K; 3. the peers
+(experiments/peers.py, a Hydra app over the same conf/) where the variant has them. The command exits with
+status 1 if any run failed.
 """
 
 from __future__ import annotations
@@ -42,19 +46,20 @@ from matplotlib.ticker import MaxNLocator
 if __package__ in (None, ""):  # run as `python experiments/benchmark.py`: make the `experiments` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from alpaca_lightning.aggregate import mean_std
+from alpaca_lightning.aggregate import choose_recipes, find_runs, mean_std
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
-from experiments.peers import PEERS, run_peers
-from experiments.runner import (
+from experiments.launch import (
     REBUILT,
     Job,
+    Launch,
     Outcome,
-    RunPool,
     add_common_flags,
     common_overrides,
     device_name,
     failure_report,
+    launch_from_args,
 )
+from experiments.peers import PEERS
 
 MAX_LENGTH = {"sst2": 64, "trec6": 64, "agnews": 128, "mr": 64}
 
@@ -254,20 +259,23 @@ def full_job(dataset: str, lr: float, seed: int, variant: Variant, runs: Path) -
     return Job(overrides, runs / f"{dataset}_full_s{seed}")
 
 
+LR_KEY, EPOCHS_KEY = "model.classifier.optimizer.lr", "selftrain.supervised_epochs"
+
+
 def choose_recipe(cell: dict[str, Any], variant: Variant, done: dict[str, Outcome], runs: Path) -> None:
-    """Picks the cell's supervised recipe on mean validation accuracy over seeds (a recipe with a failed seed drops
-    out)."""
-    tried = []
-    for i, recipe in enumerate(variant.grid):
-        outcomes = [done[supervised_job(cell["dataset"], cell["K"], i, s, variant, runs).name] for s in variant.seeds]
-        if all(o.ok for o in outcomes):
-            results = [o.results for o in outcomes]
-            tried.append((statistics.mean(r["best"]["val/acc"] for r in results), recipe, results))
-    cell["grid"] = [{"recipe": r, "val/acc": v} for v, r, _ in tried]
-    cell["recipe"] = None
-    if tried:
-        _, cell["recipe"], sup = max(tried, key=lambda t: t[0])
-        cell["supervised"] = metrics(sup)
+    """Picks the cell's supervised recipe with alpaca-report's chooser: the best mean validation accuracy over
+    seeds (a recipe with a failed seed drops out; ties: the first recipe of the grid)."""
+    jobs = [supervised_job(cell["dataset"], cell["K"], i, s, variant, runs)
+            for i in range(len(variant.grid)) for s in variant.seeds]
+    records = find_runs([j.out_dir for j in jobs if j.out_dir.is_dir()])
+    [choice] = choose_recipes(records, [], [LR_KEY, EPOCHS_KEY], "best:val/acc") or [None]
+    grid = {(str(float(r["lr"])), str(int(r["epochs"]))): r for r in variant.grid}
+    cell["grid"] = [{"recipe": grid[k], "val/acc": v} for k, v in (choice.scores if choice else {}).items()]
+    cell["recipe"] = grid[choice.chosen] if choice and choice.chosen else None
+    if cell["recipe"]:
+        i = variant.grid.index(cell["recipe"])
+        cell["supervised"] = metrics([done[supervised_job(cell["dataset"], cell["K"], i, s, variant, runs).name].results
+                                      for s in variant.seeds])
 
 
 def metrics(results: list[dict[str, Any]]) -> dict[str, list[float]]:
@@ -307,15 +315,16 @@ def benchmark(
     out_root: Path,
     extra: list[str] | tuple[str, ...] = (),
     *,
-    jobs: int = 1,
+    launch: Launch | None = None,
     hardware: str | None = None,
     datasets: list[str] | None = None,
     ks: list[int] | None = None,
     seeds: list[int] | None = None,
-    reuse_only: bool = False,
     candidates: list[str] | None = None,
 ) -> dict[str, Any]:
-    """Runs the variant (its datasets, ks, seeds and candidates narrowed where given) and writes the report."""
+    """Runs the variant (its datasets, ks, seeds and candidates narrowed where given) through ``launch`` (default:
+    one run at a time in one local sweep per phase) and writes the report."""
+    launch = launch or Launch(label="benchmark")
     changes = {key: value for key, value in {"datasets": datasets, "ks": ks, "seeds": seeds}.items() if value}
     if candidates:
         unknown = sorted(set(candidates) - set(VARIANTS[variant_name].candidates))
@@ -328,47 +337,48 @@ def benchmark(
     report: dict[str, Any] = {
         "variant": variant_name,
         "started": time.strftime("%Y-%m-%d %H:%M"),
-        "jobs": jobs,
+        "jobs": launch.jobs,
+        "launcher": launch.launcher_name(),
         "hardware": hardware,
-        "device": device_name() if not reuse_only else REBUILT,
+        "device": device_name() if not launch.reuse_only else REBUILT,
         "cells": [{"dataset": d, "K": k} for d in variant.datasets for k in variant.ks],
     }
     cells = report["cells"]
-    with RunPool(jobs, label="benchmark", reuse_only=reuse_only) as pool:
-        # Phase 1: the supervised grid, every cell and seed at once.
-        phase1 = [
-            supervised_job(c["dataset"], c["K"], i, s, variant, runs)
-            for c in cells
-            for i in range(len(variant.grid))
-            for s in variant.seeds
+    # Phase 1: the supervised grid, every cell and seed at once.
+    phase1 = [
+        supervised_job(c["dataset"], c["K"], i, s, variant, runs)
+        for c in cells
+        for i in range(len(variant.grid))
+        for s in variant.seeds
+    ]
+    done = {o.job.name: o for o in launch.run(phase1, "phase 1, supervised grid")}
+    for cell in cells:
+        choose_recipe(cell, variant, done, runs)
+    # Phase 2: self-training with each cell's recipe; full supervision with the lr chosen for the dataset's
+    # first K (its run folder is shared by the dataset's cells).
+    chosen = [c for c in cells if c["recipe"]]
+    selftrain = {
+        (name, c["dataset"], c["K"]): [
+            selftrain_job(c["dataset"], c["K"], s, c["recipe"], variant, runs, name) for s in variant.seeds
         ]
-        done = {o.job.name: o for o in pool.run(phase1, "phase 1, supervised grid")}
-        for cell in cells:
-            choose_recipe(cell, variant, done, runs)
-        # Phase 2: self-training with each cell's recipe; full supervision with the lr chosen for the dataset's
-        # first K (its run folder is shared by the dataset's cells).
-        chosen = [c for c in cells if c["recipe"]]
-        selftrain = {
-            (name, c["dataset"], c["K"]): [
-                selftrain_job(c["dataset"], c["K"], s, c["recipe"], variant, runs, name) for s in variant.seeds
-            ]
-            for name in variant.candidates
-            for c in chosen
-        }
-        full_lr: dict[str, float] = {}
-        for c in chosen:
-            full_lr.setdefault(c["dataset"], c["recipe"]["lr"])
-        full = {d: [full_job(d, lr, s, variant, runs) for s in variant.seeds[:1]] for d, lr in full_lr.items()}
-        phase2 = [job for group in [*selftrain.values(), *full.values()] for job in group]
-        done = {o.job.name: o for o in pool.run(phase2, "phase 2, self-training and full supervision")}
+        for name in variant.candidates
+        for c in chosen
+    }
+    full_lr: dict[str, float] = {}
+    for c in chosen:
+        full_lr.setdefault(c["dataset"], c["recipe"]["lr"])
+    full = {d: [full_job(d, lr, s, variant, runs) for s in variant.seeds[:1]] for d, lr in full_lr.items()}
+    phase2 = [job for group in [*selftrain.values(), *full.values()] for job in group]
+    done = {o.job.name: o for o in launch.run(phase2, "phase 2, self-training and full supervision")}
     peers: dict[tuple[str, int], list[Outcome]] = {}
-    if variant.peers:  # phase 3: the peers on each cell's splits (their own job function, so their own pool)
-        with RunPool(jobs, job_fn=run_peers, label="peers", reuse_only=reuse_only) as peer_pool:
-            for c in cells:
-                jobs_ = [peers_job(c["dataset"], c["K"], s, variant, runs) for s in variant.seeds]
-                peers[c["dataset"], c["K"]] = peer_pool.run(jobs_, f"phase 3, peers on {c['dataset']} K={c['K']}")
-        pool.failures += peer_pool.failures
-        pool.reused += peer_pool.reused
+    if variant.peers:  # phase 3: the peers on each cell's splits (their own Hydra app, experiments/peers.py)
+        peer_launch = replace(launch, app="experiments.peers", label="peers", failures=[], reused=[])
+        peer_jobs = {(c["dataset"], c["K"]): [peers_job(c["dataset"], c["K"], s, variant, runs) for s in variant.seeds]
+                     for c in cells}
+        finished = {o.job.name: o for o in peer_launch.run([j for js in peer_jobs.values() for j in js], "phase 3, peers")}
+        peers = {cell: [finished[j.name] for j in js] for cell, js in peer_jobs.items()}
+        launch.failures += peer_launch.failures
+        launch.reused += peer_launch.reused
     per_candidate = {
         name: [done[job.name] for (n, _, _), group in selftrain.items() if n == name for job in group]
         for name in variant.candidates
@@ -383,8 +393,8 @@ def benchmark(
     report["summary"] = summary(chosen)
     report["finished"] = time.strftime("%Y-%m-%d %H:%M")
     report["wall_time_s"] = round(time.time() - start, 1)
-    report["failures"] = failure_report(pool)
-    report["runs_reused_from_earlier_invocations"] = sorted(set(pool.reused))
+    report["failures"] = failure_report(launch)
+    report["runs_reused_from_earlier_invocations"] = sorted(set(launch.reused))
     write_report(report, variant, out_root)
     return report
 
@@ -435,7 +445,8 @@ def header(report: dict[str, Any]) -> str:
     """Where and how the runs ran: device, runs at a time, hardware config, wall time."""
     hardware = f", hardware={report['hardware']}" if report.get("hardware") else ""
     wall = f"; wall time {report['wall_time_s'] / 60:.1f} min" if "wall_time_s" in report else ""
-    return f"Ran on {report['device']}, {report['jobs']} run(s) at a time{hardware}{wall}."
+    launcher = f" through launcher={report['launcher']}" if report.get("launcher") else ""
+    return f"Ran on {report['device']}, {report['jobs']} run(s) at a time{launcher}{hardware}{wall}."
 
 
 def table_row(*columns: object) -> str:
@@ -598,8 +609,7 @@ def main() -> int:
         args.variant,
         out,
         args.override,
-        jobs=args.jobs,
-        reuse_only=args.reuse_only,
+        launch=launch_from_args(args, "benchmark"),
         hardware=args.hardware,
         datasets=args.datasets,
         ks=args.ks,

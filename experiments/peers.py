@@ -1,6 +1,8 @@
 """What a user would run instead of alpaca_lightning, on exactly the splits of an alpaca-train configuration.
 
-    python experiments/peers.py task=trec6 seed=0 split.labels_per_class=8 ...   # prints the peers' test metrics
+    python -m experiments.peers task=trec6 seed=0 split.labels_per_class=8 ...   # prints the peers' test metrics
+
+A Hydra app over the same conf/ as alpaca-train (so the benchmark launches it like alpaca-train, in a multirun).
 
 Two peers, both on the configured backbone (model.backbone) and only the labelled set:
 - ``logistic_regression``: scikit-learn's LogisticRegression (its defaults) on the frozen encoder's sentence
@@ -22,12 +24,18 @@ import time
 from pathlib import Path
 from typing import Any
 
+import hydra
 import numpy as np
+from omegaconf import DictConfig
 
 if __package__ in (None, ""):  # run as `python experiments/peers.py`: make the `experiments` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from alpaca_lightning.artifacts import atomic_write_json
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
+from alpaca_lightning.train import record_error
+
+register_resolvers()
 
 PEERS = ("logistic_regression", "setfit")
 
@@ -83,17 +91,14 @@ def setfit(
     return np.asarray(model.predict(test, batch_size=64))
 
 
-def run_peers(overrides: list[str], out_dir: Path) -> dict[str, Any]:
-    """A runner job (see experiments/runner.py): both peers on the splits of ``overrides``; writes results.json."""
-    from hydra import compose, initialize_config_dir
+def run_peers(cfg: DictConfig, out_dir: Path) -> dict[str, Any]:
+    """Both peers on the splits of the composed config ``cfg``; writes results.json (last, atomically)."""
     from hydra.utils import instantiate
 
     from alpaca_lightning.context import task_text
     from alpaca_lightning.pipeline import load_splits
 
     _require_peers_extra()
-    with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=overrides)
     splits = load_splits(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     if splits.test is None:
@@ -102,27 +107,28 @@ def run_peers(overrides: list[str], out_dir: Path) -> dict[str, Any]:
     model_path = instantiate(cfg.model.backbone).materialize(out_dir, task_text(splits), cfg.seed)
     train = (_plain_texts(splits.labelled.texts), np.asarray(splits.labelled.labels))
     test_texts, test_labels = _plain_texts(splits.test.texts), np.asarray(splits.test.labels)
-    results: dict[str, Any] = {"overrides": overrides, "model": model_path, "labelled": len(train[0])}
+    results: dict[str, Any] = {"model": model_path, "labelled": len(train[0])}
     for name, peer in (("logistic_regression", logistic_regression), ("setfit", setfit)):
         start = time.time()
         predicted = peer(model_path, train, test_texts, int(cfg.seed), out_dir / "scratch")
         results[name] = {**_scores(test_labels, predicted), "seconds": round(time.time() - start, 1)}
     for scratch in ("scratch", "backbone"):
         shutil.rmtree(out_dir / scratch, ignore_errors=True)
-    # written last, in one piece: a folder with results.json is a finished job for the runner
-    tmp = out_dir / "results.json.tmp"
-    tmp.write_text(json.dumps(results, indent=2))
-    tmp.replace(out_dir / "results.json")
+    atomic_write_json(out_dir / "results.json", results)  # a folder with results.json is a finished job
     return results
 
 
-def main() -> int:
-    register_resolvers()
-    out = REPO_ROOT / "experiments" / "results" / "peers" / time.strftime("%Y%m%d-%H%M%S")
-    results = run_peers(sys.argv[1:], out)
+@hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="train")
+def main(cfg: DictConfig) -> None:
+    out_dir = Path(cfg.paths.output_dir)
+    (out_dir / "error.txt").unlink(missing_ok=True)
+    try:
+        results = run_peers(cfg, out_dir)
+    except Exception as err:
+        record_error(out_dir, err)
+        raise
     print(json.dumps({name: results[name] for name in PEERS}, indent=2))
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
