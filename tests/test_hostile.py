@@ -257,6 +257,8 @@ ROWS = [
     Row("invalid UTF-8 with the wrong encoding",
         load_bytes("text,label\nok,pos\nun film réussi,pos\n".encode("latin-1")), DataError,
         r"t\.csv is not valid utf-8: invalid continuation byte at byte \d+ \(line 3\).*latin-1"),
+    Row("unknown encoding name", load_bytes(GOOD.encode(), encoding="utf8x"), DataError,
+        r"Unknown encoding 'utf8x' for .*t\.csv.*latin-1"),
     Row("UTF-16 file read as UTF-8", load_bytes(GOOD.encode("utf-16")), DataError,
         r"t\.csv is not valid utf-8.*line 1"),
     Row("UTF-8 byte-order mark (CSV)", load_bytes(b"\xef\xbb\xbf" + GOOD.encode()), check=crlf_read_right),

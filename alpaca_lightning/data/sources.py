@@ -70,7 +70,14 @@ class FileSource:
         # pandas' own opener, so that compressed files (.csv.bz2, .jsonl.gz, ...) read as before
         with get_handle(self.path, "rb", compression="infer", is_text=False) as handles:
             raw = handles.handle.read()
-        encoding = "utf-8-sig" if codecs.lookup(self.encoding).name == "utf-8" else self.encoding
+        try:
+            codec = codecs.lookup(self.encoding).name
+        except LookupError:
+            raise DataError(
+                f"Unknown encoding '{self.encoding}' for {self.path}. Set the source's `encoding` to a Python codec "
+                f"name, e.g. utf-8, latin-1 or cp1252."
+            ) from None
+        encoding = "utf-8-sig" if codec == "utf-8" else self.encoding
         try:
             text = raw.decode(encoding)
         except UnicodeDecodeError as err:
