@@ -6,6 +6,7 @@ Files are written to a temporary name and renamed; folders get a ``COMPLETE`` ma
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -16,7 +17,21 @@ from typing import Any
 
 import pandas as pd
 
+from alpaca_lightning.errors import StorageError
+
 COMPLETE_MARKER = "COMPLETE"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def _storage_error(err: BaseException, target: Path) -> BaseException:
+    """A full disk or quota becomes an error that says what was not written and what to do; others pass as they are."""
+    if isinstance(err, OSError) and err.errno in _DISK_FULL:
+        return StorageError(
+            f"Writing {target} failed: {os.strerror(err.errno)}. Nothing half-written was kept. Free space on that "
+            f"disk (or point paths.output_dir at a larger one) and run the same command again: complete artifacts "
+            f"are reused."
+        )
+    return err
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -27,10 +42,13 @@ def atomic_write_text(path: Path, text: str) -> None:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        raise
+        converted = _storage_error(err, path)
+        if converted is err:
+            raise
+        raise converted from err
 
 
 def atomic_write_json(path: Path, payload: Any) -> None:
@@ -67,9 +85,12 @@ def atomic_directory(target: Path) -> Iterator[Path]:
         (tmp / COMPLETE_MARKER).write_text("ok\n")
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        converted = _storage_error(err, target)
+        if converted is err:
+            raise
+        raise converted from err
 
 
 def is_complete(folder: Path) -> bool:

@@ -31,6 +31,11 @@ def info(message: str) -> None:
     log.info(message)
 
 
+@rank_zero_only
+def warn(message: str) -> None:
+    log.warning(message)
+
+
 class _DropNoise(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         return not str(record.getMessage()).startswith(_LIGHTNING_NOISE)

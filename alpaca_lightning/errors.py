@@ -15,3 +15,11 @@ class AssetError(AlpacaError):
 
 class TrainingError(AlpacaError):
     """Training went wrong in a way the user can act on (e.g. a non-finite loss)."""
+
+
+class ConfigError(AlpacaError):
+    """A config that contradicts what is on disk (e.g. a run folder of another config)."""
+
+
+class StorageError(AlpacaError):
+    """Writing an artifact failed for lack of space (or quota); nothing half-written is left behind."""

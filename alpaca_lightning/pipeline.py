@@ -25,8 +25,9 @@ from alpaca_lightning.errors import AlpacaError, DataError
 from alpaca_lightning.loggers import LoggerFactory
 from alpaca_lightning.models.backbone import load_tokenizer
 from alpaca_lightning.models.base import ClassifierModule
+from alpaca_lightning.models.loading import set_trust_remote_code
 from alpaca_lightning.precision import PrecisionPlan, plan_precision
-from alpaca_lightning.run_info import save_run_info, save_split_fingerprints
+from alpaca_lightning.run_info import check_same_config, save_run_info, save_split_fingerprints
 from alpaca_lightning.selftrain.prior import checked_prior
 from alpaca_lightning.selftrain.report import build_results, print_summary, write_outputs
 from alpaca_lightning.selftrain.rounds import RoundSettings, SelfTrainingLoop
@@ -117,8 +118,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if cfg.hardware.get("cpu_threads"):
         torch.set_num_threads(int(cfg.hardware.cpu_threads))
     quiet_libraries()
+    set_trust_remote_code(cfg.model.get("trust_remote_code", False))  # the only switch; a model's own code runs if on
     run_dir = Path(cfg.paths.output_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_same_config(cfg, run_dir)  # before run_info overwrites the folder's record
     precision = plan_precision(cfg.hardware.precision, cfg.hardware.accelerator)
     info(f"precision: training {precision.train}, prediction {precision.predict_dtype} ({precision.reason})")
     if is_global_zero():
@@ -145,7 +148,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     results = build_results(
         records, loop.stop_reason,
         {"task": cfg.task.name, "seed": cfg.seed, "monitor": settings.monitor, "splits": splits.sizes(),
-         "wall_time_s": round(time.time() - start, 1)},
+         "duplicates": splits.info["duplicates"], "wall_time_s": round(time.time() - start, 1)},
     )
     results["best_model"] = str(loop.round_dir(results["best_round"]) / "model")
     if is_global_zero():

@@ -16,6 +16,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from alpaca_lightning.artifacts import atomic_write_json, atomic_write_text
 from alpaca_lightning.assets import REPO_ROOT
+from alpaca_lightning.errors import ConfigError
+
+CONFIG_FILE = "config_resolved.yaml"
+# Keys that never change a run's numbers: where things go, how progress is shown or logged, how jobs launch.
+RESULT_NEUTRAL_KEYS = (
+    "paths", "hydra", "logger", "launcher", "trainer.enable_progress_bar", "trainer.log_every_n_steps",
+    "optimized_metric", "allow_config_change", "hardware.cpu_threads",
+)
 
 if TYPE_CHECKING:
     from alpaca_lightning.data.splits import TaskSplits, TextSplit
@@ -64,7 +72,7 @@ def save_run_info(cfg: DictConfig, run_dir: Path, **choices: Any) -> dict[str, A
         "git": git_state(),
         **choices,
     }
-    atomic_write_text(Path(run_dir) / "config_resolved.yaml", config_text)
+    atomic_write_text(Path(run_dir) / CONFIG_FILE, config_text)
     atomic_write_json(Path(run_dir) / "run_info.json", info)
     return info
 
@@ -84,3 +92,49 @@ def split_fingerprints(splits: TaskSplits) -> dict[str, dict[str, Any]]:
 
 def save_split_fingerprints(run_dir: Path, splits: TaskSplits) -> None:
     atomic_write_json(Path(run_dir) / SPLITS_FILE, split_fingerprints(splits))
+
+
+def check_same_config(cfg: DictConfig, run_dir: Path) -> None:
+    """Refuse a run folder that holds a run of another config: resuming would mix its complete artifacts (rounds,
+    teachers, stages) with the new config's. The same config (a resume) and result-neutral keys pass."""
+    saved = Path(run_dir) / CONFIG_FILE
+    if not saved.is_file() or cfg.get("allow_config_change", False) or not produced_anything(Path(run_dir)):
+        return
+    before = flat_config(OmegaConf.load(saved))
+    now = flat_config(OmegaConf.create(OmegaConf.to_yaml(cfg, resolve=True)))
+    changed = [key for key in sorted(before.keys() | now.keys())
+               if before.get(key, "<absent>") != now.get(key, "<absent>") and not _neutral(key)]
+    if changed:
+        shown = "; ".join(f"{key}: {before.get(key, '<absent>')} -> {now.get(key, '<absent>')}" for key in changed[:10])
+        more = f" (and {len(changed) - 10} more)" if len(changed) > 10 else ""
+        raise ConfigError(
+            f"{run_dir} already holds a run of another config; these keys differ: {shown}{more}. Give a new "
+            f"output folder (paths.output_dir=... hydra.run.dir=...), or add allow_config_change=true to reuse its "
+            f"complete artifacts anyway (e.g. to continue with more rounds)."
+        )
+
+
+def produced_anything(run_dir: Path) -> bool:
+    """False for a folder that holds only the record of a run that stopped early (e.g. on a data error): its
+    config may then be fixed and the same folder used again."""
+    record = {CONFIG_FILE, "run_info.json", ".hydra", "error.txt"}
+    return any(entry.name not in record and entry.suffix != ".log" for entry in run_dir.iterdir())
+
+
+def flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """Dotted keys to leaf values (lists stay whole values)."""
+    flat: dict[str, Any] = {}
+
+    def walk(node: Any, prefix: str) -> None:
+        if isinstance(node, dict) and node:
+            for key, value in node.items():
+                walk(value, f"{prefix}.{key}" if prefix else str(key))
+        else:
+            flat[prefix] = node
+
+    walk(OmegaConf.to_container(cfg), "")
+    return flat
+
+
+def _neutral(key: str) -> bool:
+    return any(key == k or key.startswith(f"{k}.") for k in RESULT_NEUTRAL_KEYS)

@@ -6,11 +6,15 @@ configs instantiate them through ``_target_``.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import json
+import warnings
 from pathlib import Path
 
 import pandas as pd
+from pandas.io.common import get_handle
 
 from alpaca_lightning.errors import DataError
 
@@ -48,14 +52,10 @@ class FileSource:
                 f"Data file not found: {self.path}. Check the task's source path, or the data root "
                 f"(paths.data_dir, or the ALPACA_DATA_DIR environment variable)."
             )
+        if self.path.stat().st_size == 0:
+            raise DataError(f"{self.path} is empty (0 bytes). Point the task's source at the file with the data.")
         fmt = self._resolve_format()
-        try:
-            frame = self._read(fmt)
-        except UnicodeDecodeError as err:
-            raise DataError(
-                f"{self.path} is not valid {self.encoding} ({err.reason} at byte {err.start}). "
-                f"Set the source's `encoding` (for example latin-1)."
-            ) from None
+        frame = pd.read_parquet(self.path) if fmt == "parquet" else self._read_text_format(fmt, self._read_text())
         if self.column_names is not None and fmt != "label_text_lines":
             if len(self.column_names) != frame.shape[1]:
                 raise DataError(
@@ -64,6 +64,37 @@ class FileSource:
                 )
             frame.columns = self.column_names
         return frame
+
+    def _read_text(self) -> str:
+        """The whole file decoded, with a UTF-8 byte-order mark dropped and CRLF line ends made LF."""
+        # pandas' own opener, so that compressed files (.csv.bz2, .jsonl.gz, ...) read as before
+        with get_handle(self.path, "rb", compression="infer", is_text=False) as handles:
+            raw = handles.handle.read()
+        try:
+            codec = codecs.lookup(self.encoding).name
+        except LookupError:
+            raise DataError(
+                f"Unknown encoding '{self.encoding}' for {self.path}. Set the source's `encoding` to a Python codec "
+                f"name, e.g. utf-8, latin-1 or cp1252."
+            ) from None
+        encoding = "utf-8-sig" if codec == "utf-8" else self.encoding
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError as err:
+            line = raw.count(b"\n", 0, err.start) + 1
+            raise DataError(
+                f"{self.path} is not valid {self.encoding}: {err.reason} at byte {err.start} (line {line}). "
+                f"Set the source's `encoding` (for example latin-1)."
+            ) from None
+        nul = text.find("\x00")
+        if nul >= 0:
+            # NUL bytes mean a binary, UTF-16 or corrupted file; pandas would silently keep them inside texts.
+            line = text.count("\n", 0, nul) + 1
+            raise DataError(
+                f"{self.path} contains a NUL byte (line {line}): it is binary, "
+                f"corrupted, or in another encoding (UTF-16?). Fix the file, or set the source's `encoding`."
+            )
+        return text.replace("\r\n", "\n")
 
     def _resolve_format(self) -> str:
         if self.format != "auto":
@@ -76,25 +107,51 @@ class FileSource:
             raise DataError(f"Cannot tell the format of {self.path} from its name. Set the source's `format`.")
         return _FORMAT_BY_SUFFIX[suffix]
 
-    def _read(self, fmt: str) -> pd.DataFrame:
-        header = 0 if self.header else None
+    def _read_text_format(self, fmt: str, text: str) -> pd.DataFrame:
         if fmt in ("csv", "tsv"):
-            sep = "," if fmt == "csv" else "\t"
-            # QUOTE_NONE for TSV: GLUE-style files contain unbalanced quotes inside sentences.
-            quoting = csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE
-            return pd.read_csv(
-                self.path, sep=sep, header=header, encoding=self.encoding, quoting=quoting, dtype=str,
-                keep_default_na=False,
-            )
+            return self._read_delimited(fmt, text)
         if fmt == "jsonl":
-            with open(self.path, encoding=self.encoding) as handle:
-                return pd.DataFrame([json.loads(line) for line in handle if line.strip()])
-        if fmt == "parquet":
-            return pd.read_parquet(self.path)
+            return pd.DataFrame(self._json_records(text))
         names = self.column_names or ["label", "text"]
-        with open(self.path, encoding=self.encoding) as handle:
-            rows = [line.rstrip("\n").split(maxsplit=1) for line in handle if line.strip()]
+        rows = [line.split(maxsplit=1) for line in text.split("\n") if line.strip()]
         return pd.DataFrame([(r[0], r[1] if len(r) > 1 else "") for r in rows], columns=names[:2])
+
+    def _read_delimited(self, fmt: str, text: str) -> pd.DataFrame:
+        sep = "," if fmt == "csv" else "\t"
+        # QUOTE_NONE for TSV: GLUE-style files contain unbalanced quotes inside sentences.
+        quoting = csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE
+        try:
+            with warnings.catch_warnings():
+                # A first row longer than the header makes pandas drop fields with only a warning.
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                return pd.read_csv(
+                    io.StringIO(text), sep=sep, header=0 if self.header else None, quoting=quoting, dtype=str,
+                    keep_default_na=False, index_col=False,
+                )
+        except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
+            raise DataError(
+                f"{self.path} is not a well-formed {fmt.upper()} file: {err}. Check the row it names (a quote "
+                f"never closed, or more fields than the header), or set the source's `format`."
+            ) from None
+        except pd.errors.EmptyDataError:
+            raise DataError(f"{self.path} holds no columns (only blank lines?). Fix the file.") from None
+
+    def _json_records(self, text: str) -> list[dict]:
+        records = []
+        for number, line in enumerate(text.split("\n"), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{self.path} line {number} is not valid JSON ({err.msg}). Fix that line.") from None
+            if not isinstance(record, dict):
+                raise DataError(
+                    f"{self.path} line {number} is a JSON {type(record).__name__}, not an object: JSONL needs one "
+                    f'object per line, e.g. {{"text": "...", "label": "..."}}.'
+                )
+            records.append(record)
+        return records
 
 
 class HFDatasetSource:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from alpaca_lightning.console import warn
 from alpaca_lightning.errors import DataError
 
 UNKNOWN_LABEL = -1
@@ -92,7 +93,7 @@ def frame_to_split(frame: pd.DataFrame, spec: TaskSpec, where: str, require_labe
     texts = _texts(frame, spec.text_columns)
     if not require_labels or spec.label_column not in frame.columns:
         return TextSplit(texts, np.full(len(texts), UNKNOWN_LABEL, dtype=np.int64))
-    return TextSplit(texts, map_labels(frame[spec.label_column].tolist(), spec, where))
+    return TextSplit(texts, map_labels(frame[spec.label_column], spec, where))
 
 
 def _texts(frame: pd.DataFrame, columns: list[str]) -> list[Text]:
@@ -104,32 +105,61 @@ def _texts(frame: pd.DataFrame, columns: list[str]) -> list[Text]:
     raise DataError(f"task.text_columns has {len(columns)} columns; use one (a text) or two (a text pair).")
 
 
-def map_labels(raw: list[Any], spec: TaskSpec, where: str) -> np.ndarray:
+def map_labels(raw: pd.Series, spec: TaskSpec, where: str) -> np.ndarray:
+    """Label indices; errors name the data row by its number in the source (0 = first row after the header)."""
     values = spec.label_values if spec.label_values is not None else spec.label_names
     if len(values) != len(spec.label_names):
         raise DataError(
             f"task.label_values has {len(values)} entries but task.label_names has {len(spec.label_names)}; "
             f"give one raw value per label name, in the same order."
         )
-    index = {str(v): i for i, v in enumerate(values)}
+    index = {label_key(v): i for i, v in enumerate(values)}
     labels = np.empty(len(raw), dtype=np.int64)
-    for row, value in enumerate(raw):
-        key = str(value).strip()
+    for position, (row, value) in enumerate(raw.items()):
+        key = label_key(value)
+        if key == "":
+            raise DataError(
+                f"The label of data row {row} in {where} (column '{spec.label_column}') is missing (empty or NaN). "
+                f"Fill it in, or remove the row."
+            )
         if key not in index:
             raise DataError(
                 f"Label '{value}' in {where} (column '{spec.label_column}', data row {row}) is not one of the "
                 f"task's labels {list(values)}. Add it to task.label_names (and task.label_values), or list it "
-                f"in task.drop_labels to skip such rows."
+                f"in task.drop_labels to skip such rows.{_numeric_hint(key, values)}"
             )
-        labels[row] = index[key]
+        labels[position] = index[key]
     return labels
+
+
+def label_key(value: Any) -> str:
+    """A raw label as text: missing values (None, NaN) become "" and whole floats lose their ".0" (parquet and
+    pandas turn an integer column with a gap into floats)."""
+    if value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and np.isnan(value)):
+        return ""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _numeric_hint(key: str, values: list[Any]) -> str:
+    if key.lstrip("-").isdigit() and not any(label_key(v).lstrip("-").isdigit() for v in values):
+        return (f" The column holds numbers where names are expected: map them with task.label_values, e.g. "
+                f"task.label_values=[{','.join(str(i) for i in range(len(values)))}].")
+    return ""
 
 
 def load_source(spec: TaskSpec, name: str, require_labels: bool = True) -> TextSplit | None:
     source = spec.sources.get(name)
     if source is None:
         return None
-    split = frame_to_split(source.load(), spec, f"{source.describe()} (task.sources.{name})", require_labels)
+    where = f"{source.describe()} (task.sources.{name})"
+    frame = source.load()
+    if len(frame) == 0:
+        raise DataError(
+            f"{where} has no data rows (a header only?). Point task.sources.{name} at the file with the data."
+        )
+    split = frame_to_split(frame, spec, where, require_labels)
     if spec.deduplicate:
         split = split.subset(_first_occurrences(split.texts))
     return split
@@ -222,4 +252,32 @@ def build_splits(
     if pool_size is not None and len(pool) > pool_size:
         pool = pool.subset(np.sort(rng.choice(len(pool), size=pool_size, replace=False)))
     info = {"task": spec.name, "seed": seed, "labels_per_class": labels_per_class, "train_source_size": len(train)}
-    return TaskSplits(list(spec.label_names), labelled, pool, validation, test, info)
+    splits = TaskSplits(list(spec.label_names), labelled, pool, validation, test, info)
+    splits.info["duplicates"] = duplicates_across_splits(splits)
+    if splits.info["duplicates"]:
+        warn(
+            f"task '{spec.name}': the same text (after lowercasing and collapsing spaces) is in two splits: "
+            f"{splits.info['duplicates']} (pairs of splits: number of distinct shared texts). Scores on a split that "
+            f"shares texts with the training data are optimistic; set task.deduplicate=true for duplicates inside a "
+            f"source, and remove them across the source files. They are kept as they are (counted in results.json)."
+        )
+    return splits
+
+
+def normalized(text: Text) -> str:
+    parts = text if isinstance(text, tuple) else (text,)
+    return "\x1f".join(" ".join(part.lower().split()) for part in parts)
+
+
+def duplicates_across_splits(splits: TaskSplits) -> dict[str, int]:
+    """How many distinct normalized texts each pair of splits shares (only the pairs that share any)."""
+    named = {"labelled": splits.labelled, "validation": splits.validation, "pool": splits.pool, "test": splits.test}
+    texts = {name: {normalized(t) for t in split.texts} for name, split in named.items() if split is not None}
+    names = list(texts)
+    counts = {}
+    for i, first in enumerate(names):
+        for second in names[i + 1:]:
+            shared = len(texts[first] & texts[second])
+            if shared:
+                counts[f"{first}/{second}"] = shared
+    return counts

@@ -20,6 +20,7 @@ from transformers import AutoTokenizer, BertConfig, BertForPreTraining, PreTrain
 from alpaca_lightning.artifacts import atomic_directory, is_complete
 from alpaca_lightning.assets import resolve_model_name
 from alpaca_lightning.console import quiet_libraries
+from alpaca_lightning.models.loading import check_model_folder, from_pretrained
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -35,7 +36,10 @@ class PretrainedBackbone:
         self.name_or_path = name_or_path
 
     def materialize(self, run_dir: Path, corpus: Iterable[str], seed: int) -> str:
-        return resolve_model_name(self.name_or_path)
+        resolved = resolve_model_name(self.name_or_path)
+        if Path(resolved).expanduser().is_dir():
+            check_model_folder(Path(resolved).expanduser())
+        return resolved
 
 
 class TinyBertBackbone:
@@ -117,4 +121,4 @@ def train_wordpiece_tokenizer(corpus: Iterable[str], vocab_size: int) -> PreTrai
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     quiet_libraries()
-    return AutoTokenizer.from_pretrained(name_or_path)
+    return from_pretrained(AutoTokenizer.from_pretrained, name_or_path)

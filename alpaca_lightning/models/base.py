@@ -16,6 +16,7 @@ from alpaca_lightning.console import quiet_libraries
 from alpaca_lightning.errors import AlpacaError, TrainingError
 from alpaca_lightning.models import optim
 from alpaca_lightning.models.losses import Loss, Supervised
+from alpaca_lightning.models.loading import from_pretrained
 
 
 class TransformerModule(pl.LightningModule):
@@ -126,7 +127,7 @@ def encoder_inputs(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def require_next_sentence_head(model_path: str, what: str, fix: str) -> None:
     """Next-sentence prediction exists for the BERT family only; say so before loading anything else."""
-    model_type = AutoConfig.from_pretrained(model_path).model_type
+    model_type = from_pretrained(AutoConfig.from_pretrained, model_path).model_type
     if model_type != "bert":
         raise AlpacaError(
             f"{what} needs a BERT-family encoder (next-sentence head); '{model_path}' is '{model_type}'. {fix}"

@@ -19,6 +19,7 @@ from transformers import AutoModel
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.base import ClassifierModule, encoder_inputs, mean_pool
 from alpaca_lightning.models.losses import Loss
+from alpaca_lightning.models.loading import from_pretrained, load_tensors
 
 HEAD_WEIGHTS = "classifier_head.pt"
 HEAD_CONFIG = "classifier_head.json"
@@ -44,7 +45,7 @@ class SequenceClassifier(ClassifierModule):
             raise AlpacaError(f"model.classifier.pooling must be one of {POOLINGS}, got '{pooling}'.")
         self.num_labels = num_labels
         self.pooling = pooling
-        self.model = AutoModel.from_pretrained(model_path)
+        self.model = from_pretrained(AutoModel.from_pretrained, model_path)
         self.model.train()  # from_pretrained returns eval mode; Lightning switches modes per stage itself
         if getattr(self.model, "pooler", None) is not None:
             # The head pools hidden states itself; an unused pooler would also make DDP fail (parameters without
@@ -62,7 +63,7 @@ class SequenceClassifier(ClassifierModule):
             raise AlpacaError(
                 f"The classifier in {folder} has {saved['num_labels']} labels but the task has {self.num_labels}."
             )
-        self.head.load_state_dict(torch.load(folder / HEAD_WEIGHTS, map_location="cpu"))
+        self.head.load_state_dict(load_tensors(folder / HEAD_WEIGHTS))
 
     def save_pretrained(self, folder: Path) -> None:
         self.model.save_pretrained(folder)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from transformers import AutoModel
 
 from alpaca_lightning.models.base import TransformerModule, mean_pool
+from alpaca_lightning.models.loading import from_pretrained
 
 
 class SentencePairEncoder(TransformerModule):
@@ -23,7 +24,7 @@ class SentencePairEncoder(TransformerModule):
         weight_decay: float = 0.01,
     ) -> None:
         super().__init__(optimizer, scheduler, weight_decay)
-        self.model = AutoModel.from_pretrained(model_path)
+        self.model = from_pretrained(AutoModel.from_pretrained, model_path)
         self.model.train()
         if getattr(self.model, "pooler", None) is not None:
             self.model.pooler = None  # unused: it would have no gradient under DDP

@@ -13,6 +13,7 @@ import torch
 from transformers import AutoModelForMaskedLM, BertForPreTraining
 
 from alpaca_lightning.models.base import TransformerModule, require_next_sentence_head
+from alpaca_lightning.models.loading import from_pretrained
 
 
 class SelfSupervisedModule(TransformerModule):
@@ -28,9 +29,9 @@ class SelfSupervisedModule(TransformerModule):
         self.uses_next_sentence = next_sentence
         if next_sentence:
             require_next_sentence_head(model_path, "stages=[mlm_nsp]", "Use stages=[mlm] for this model.")
-            self.model = BertForPreTraining.from_pretrained(model_path)
+            self.model = from_pretrained(BertForPreTraining.from_pretrained, model_path)
         else:
-            self.model = AutoModelForMaskedLM.from_pretrained(model_path)
+            self.model = from_pretrained(AutoModelForMaskedLM.from_pretrained, model_path)
         self.model.train()  # from_pretrained returns eval mode
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -22,13 +22,14 @@ from transformers import AutoModelForMaskedLM, BertForNextSentencePrediction
 from alpaca_lightning.console import info
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.base import ClassifierModule, encoder_inputs, require_next_sentence_head
+from alpaca_lightning.models.loading import from_pretrained
 
 IS_NEXT = 0  # transformers' NSP convention: label 0 means "sentence B continues sentence A"
 
 
 def _load_with_report(load: Callable[..., Any], model_path: str, what: str) -> Any:
     """Load a model and say so when its self-supervised head had to start untrained."""
-    model, loading = load(model_path, output_loading_info=True)
+    model, loading = from_pretrained(load, model_path, output_loading_info=True)
     fresh = [k for k in loading.get("missing_keys", []) if k.startswith("cls.") or "lm_head" in k]
     if fresh:
         info(

@@ -22,6 +22,9 @@ import numpy as np
 from matplotlib.figure import Figure
 
 DPI = 110
+MAX_INCHES = 16.0  # a figure's longest side: a per-class figure of 200 classes would otherwise be 15,000 pixels
+MAX_ANNOTATED_CLASSES = 30  # beyond this, per-cell numbers are unreadable and drawing them takes minutes
+MAX_CLASS_TICKS = 50
 
 
 def _save(fig: Figure, path: Path) -> Path:
@@ -56,22 +59,34 @@ def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[fl
     return [x for x, _ in points], [y for _, y in points]
 
 
+def _class_ticks(ax: Any, axis: str, names: list[str]) -> None:
+    """At most ``MAX_CLASS_TICKS`` class names along ``axis`` (every k-th name when there are more classes)."""
+    step = max(1, math.ceil(len(names) / MAX_CLASS_TICKS))
+    positions, shown = range(0, len(names), step), names[::step]
+    if axis == "y":
+        ax.set_yticks(positions, shown)
+    else:
+        slanted = len(names) > 4
+        ax.set_xticks(positions, shown, rotation=45 if slanted else 0, ha="right" if slanted else "center")
+
+
 def plot_confusion(matrix: np.ndarray, label_names: list[str], path: Path, title: str) -> Path:
-    """Heatmap of counts, rows = hidden gold class, columns = pseudo-label; each cell annotated with its count."""
+    """Heatmap of counts, rows = hidden gold class, columns = pseudo-label; each cell annotated with its count
+    (up to ``MAX_ANNOTATED_CLASSES`` classes)."""
     matrix = np.asarray(matrix)
     n = len(label_names)
-    size = max(4.0, 0.7 * n + 2.0)
+    size = min(MAX_INCHES, max(4.0, 0.7 * n + 2.0))
     fig, ax = plt.subplots(figsize=(size + 1.0, size))
     image = ax.imshow(matrix, cmap="Blues", vmin=0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
     threshold = matrix.max() / 2 if matrix.size else 0  # dark cells get white text
-    for row in range(matrix.shape[0]):
+    for row in range(matrix.shape[0] if n <= MAX_ANNOTATED_CLASSES else 0):
         for col in range(matrix.shape[1]):
             value = matrix[row, col]
             color = "white" if value > threshold else "black"
             ax.text(col, row, f"{value:d}", ha="center", va="center", color=color, fontsize=9)
-    ax.set_xticks(range(n), label_names, rotation=45 if n > 4 else 0, ha="right" if n > 4 else "center")
-    ax.set_yticks(range(n), label_names)
+    _class_ticks(ax, "x", label_names)
+    _class_ticks(ax, "y", label_names)
     ax.set_xlabel("pseudo-label")
     ax.set_ylabel("gold label (hidden)")
     ax.set_title(title)
@@ -119,10 +134,10 @@ def plot_class_counts(counts: dict[str, int], prior: dict[str, float] | None, pa
     """
     names = list(counts)
     values = [int(counts[name]) for name in names]
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(names) + 2.0), 4.0))
+    fig, ax = plt.subplots(figsize=(min(MAX_INCHES, max(4.0, 0.8 * len(names) + 2.0)), 4.0))
     positions = np.arange(len(names))
     ax.bar(positions, values, color="tab:blue", label="selected pseudo-labels")
-    for x, value in zip(positions, values):
+    for x, value in zip(positions if len(names) <= MAX_ANNOTATED_CLASSES else [], values):
         ax.text(x, value, str(value), ha="center", va="bottom", fontsize=8)
     expected: list[float] = []
     if prior:
@@ -130,7 +145,7 @@ def plot_class_counts(counts: dict[str, int], prior: dict[str, float] | None, pa
         expected = [prior.get(name, 0.0) * total for name in names]
         ax.hlines(expected, positions - 0.4, positions + 0.4, colors="black", linewidth=2, label="pool class prior")
     ax.set_ylim(0, 1.25 * max([1, *values, *expected]))  # head room for the legend and the bar labels
-    ax.set_xticks(positions, names, rotation=45 if len(names) > 4 else 0, ha="right" if len(names) > 4 else "center")
+    _class_ticks(ax, "x", names)
     ax.set_ylabel("examples")
     ax.set_title(title)
     ax.legend(loc="upper center", ncol=2, fontsize=8)

@@ -21,6 +21,7 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
 from alpaca_lightning.once import produce_once
 from alpaca_lightning.selftrain.calibration import nll
+from alpaca_lightning.models.loading import load_tensors
 
 
 @dataclass
@@ -73,7 +74,7 @@ def shard_path(out_dir: Path, rank: int, world_size: int) -> Path:
 
 
 def merge_shards(out_dir: Path, world_size: int, expected_size: int) -> Predictions:
-    shards = [torch.load(shard_path(out_dir, r, world_size)) for r in range(world_size)]
+    shards = [load_tensors(shard_path(out_dir, r, world_size)) for r in range(world_size)]
     index = torch.cat([s["index"] for s in shards]).numpy()
     non_empty = [s["probs"] for s in shards if len(s["index"])]
     probs = torch.cat(non_empty).numpy() if non_empty else np.zeros((0, 0), dtype=np.float32)

@@ -25,6 +25,7 @@ from alpaca_lightning.once import produce_once
 from alpaca_lightning.selftrain.prediction import Predictions
 from alpaca_lightning.selftrain.prior import pool_prior
 from alpaca_lightning.selftrain.teachers import TEACHER_SPLITS, Teacher
+from alpaca_lightning.models.loading import from_pretrained
 
 GRAPH_SPLITS = ("labelled", *TEACHER_SPLITS)
 
@@ -73,7 +74,7 @@ def encoder_embeddings(model_folder: Path, token_ids: list[list[int]], pad_token
 
     head_config = Path(model_folder) / HEAD_CONFIG
     pooling = json.loads(head_config.read_text())["pooling"] if head_config.is_file() else "mean"
-    model = AutoModel.from_pretrained(str(model_folder))
+    model = from_pretrained(AutoModel.from_pretrained, model_folder)
     return pooled_embeddings(model, token_ids, pad_token_id, pooling=pooling).numpy()
 
 

@@ -58,18 +58,17 @@ class PseudoLabelSet:
         return out
 
     def to_frame(self, label_names: list[str]) -> pd.DataFrame:
-        frame = pd.DataFrame(
+        # One dict, one DataFrame: adding a column per class fragments the frame (slow with 200 classes).
+        return pd.DataFrame(
             {
                 "index": self.positions,
                 "label": self.labels,
                 "label_name": [label_names[i] for i in self.labels],
                 "confidence": self.confidence,
                 "gold": self.gold,
+                **{f"prob_{name}": self.probs[:, cls] if len(self) else [] for cls, name in enumerate(label_names)},
             }
         )
-        for cls, name in enumerate(label_names):
-            frame[f"prob_{name}"] = self.probs[:, cls] if len(self) else []
-        return frame
 
     def save(self, path: Path, label_names: list[str]) -> None:
         atomic_write_csv(path, self.to_frame(label_names))

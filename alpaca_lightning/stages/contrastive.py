@@ -24,6 +24,7 @@ from alpaca_lightning.models.classifier import new_head, save_head
 from alpaca_lightning.models.contrastive import SentencePairEncoder
 from alpaca_lightning.once import produce_once, train_once
 from alpaca_lightning.stages import Stage
+from alpaca_lightning.models.loading import from_pretrained
 
 
 def sentence_pairs(labels: np.ndarray, iterations: int, seed: int) -> list[tuple[int, int, float]]:
@@ -148,7 +149,7 @@ class LinearProbeStage(Stage):
 
     def run(self, ctx: RunContext, encoder_path: str, folder: Path) -> str:
         def compute() -> tuple[torch.nn.Module, torch.nn.Sequential, dict[str, Any]]:
-            model = AutoModel.from_pretrained(encoder_path)
+            model = from_pretrained(AutoModel.from_pretrained, encoder_path)
             features = pooled_embeddings(model, ctx.datamodule.token_ids("labelled"), ctx.tokenizer.pad_token_id,
                                          pooling=self.pooling)
             labels = torch.as_tensor(ctx.splits.labelled.labels, dtype=torch.long)
