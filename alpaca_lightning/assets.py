@@ -51,10 +51,21 @@ def resolve_model_name(name_or_path: str) -> str:
 
 
 def register_resolvers() -> None:
-    """OmegaConf resolvers used by conf/: ``${pkg_file:dist,path}``, ``${repo_root:}`` and ``${cpu_share:n}``."""
+    """OmegaConf resolvers used by conf/: ``${pkg_file:dist,path}``, ``${repo_root:}`` and ``${cpu_share:}``."""
     if not OmegaConf.has_resolver("pkg_file"):
         OmegaConf.register_new_resolver("pkg_file", lambda dist, rel: str(package_file(dist, rel)))
     if not OmegaConf.has_resolver("repo_root"):
         OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT))
-    if not OmegaConf.has_resolver("cpu_share"):  # CPU threads per process when n processes share this machine
-        OmegaConf.register_new_resolver("cpu_share", lambda n: max(1, (os.cpu_count() or 1) // int(n)))
+    if not OmegaConf.has_resolver("cpu_share"):
+        OmegaConf.register_new_resolver("cpu_share", cpu_share)
+
+
+def cpu_share() -> int | None:
+    """CPU threads per job while a joblib sweep runs ``n_jobs`` jobs at once on this machine; None (torch's default)
+    outside a Hydra app (e.g. the compose API) or when n_jobs is not a positive count."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    n_jobs = HydraConfig.get().launcher.get("n_jobs")
+    return max(1, (os.cpu_count() or 1) // int(n_jobs)) if isinstance(n_jobs, int) and n_jobs > 0 else None
