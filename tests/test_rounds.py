@@ -243,3 +243,23 @@ def test_student_init_reset_starts_each_student_from_the_round_0_encoder(tmp_pat
     assert reset._student_init(2, 1, selected=None) == str(tmp_path / "encoder")
     carry_on = _scripted_loop(tmp_path, [0.5], student_init="continue")
     assert carry_on._student_init(2, 1, selected=None) == str(tmp_path / "rounds" / "round_1" / "model")
+
+
+def test_a_reset_student_is_built_from_the_round_0_encoder(synthetic_task, tmp_path, monkeypatch) -> None:
+    """In a real run: round 0 builds from the encoder, round 1's teacher loads round 0's model to predict the pool
+    and validation (once each), and round 1's student (student_init=reset) builds from the encoder again, not from
+    its teacher."""
+    built: list[str] = []
+    build_context = pipeline.build_context
+
+    def spying_context(*args, **kwargs):
+        ctx = build_context(*args, **kwargs)
+        make = ctx.make_classifier
+        return dataclasses.replace(ctx, make_classifier=lambda path: built.append(str(path)) or make(path))
+
+    monkeypatch.setattr(pipeline, "build_context", spying_context)
+    cfg = compose_config(tiny_overrides(synthetic_task, tmp_path) + [*SHORT, "selftrain.student_init=reset"])
+    pipeline.run(cfg)
+    encoder = str(tmp_path / "backbone")  # stages=[]: the round-0 encoder is the backbone
+    teacher = str(tmp_path / "rounds" / "round_0" / "model")
+    assert built == [encoder, teacher, teacher, encoder]
