@@ -8,9 +8,8 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ConfigKeyError
 
-from tests.conftest import CONF_DIR, compose_config
+from tests.conftest import CONF_DIR, LIST_GROUPS, compose_config
 
-LIST_GROUPS = {"filters", "teachers", "losses", "stages"}  # selected as lists: stages=[mlm]
 NOT_CONFIG_KEYS = {"hydra", "experiment", "launcher"}  # groups that set other packages (hydra.*, _global_)
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in NOT_CONFIG_KEYS)
 

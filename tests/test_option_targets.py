@@ -30,12 +30,11 @@ from alpaca_lightning.models.classifier import SequenceClassifier
 from alpaca_lightning.models.prompt import IS_NEXT
 from alpaca_lightning.selftrain import filters, fusion, propagation, teachers
 from alpaca_lightning.selftrain.filters import SelectionContext, apply_filters
-from tests.conftest import CONF_DIR, compose_config, probs_for, synthetic_rows, write_csv
+from tests.conftest import CONF_DIR, LIST_GROUPS, compose_config, probs_for, synthetic_rows, write_csv
 
 # hydra: Hydra's own settings; experiment: overrides of other groups (tests/test_config.py); launcher: selects
 # Hydra's launcher plugins, which Hydra instantiates itself (tests/test_launchers.py, tests/test_submitit.py).
 NOT_OPTION_GROUPS = {"hydra", "experiment", "launcher"}
-LIST_GROUPS = {"filters", "teachers", "losses", "stages"}
 
 
 def target_options() -> list[tuple[str, str]]:
@@ -74,7 +73,7 @@ def context(tokenizer, encoder_path: str, prompt: dict | None) -> RunContext:
                       global_batch_size=8, prompt=prompt)
 
 
-# --- filters: which rows of a hand-made prediction table each default keeps -----------------------------------------
+# --- filters: which rows of a hand-made prediction table each default keeps -------------------------------------------
 
 
 def keeps(pseudo_filter, probs: np.ndarray, round_index: int = 1, prior: list[float] | None = None) -> list[int]:
@@ -176,7 +175,7 @@ def check_vote(cfg: DictConfig, _) -> None:
     np.testing.assert_allclose(out.probs, [[2 / 3, 1 / 3], [1.0, 0.0]], atol=1e-5)
 
 
-# --- teachers ----------------------------------------------------------------------------------------------------------
+# --- teachers ---------------------------------------------------------------------------------------------------------
 
 
 def check_classifier(cfg: DictConfig, _) -> None:
@@ -221,7 +220,7 @@ def check_propagation(cfg: DictConfig, _) -> None:
     assert (teacher.k, teacher.alpha, teacher.iterations) == (10, 0.99, 30)
 
 
-# --- losses: on a module whose logits are fixed, so each value is a hand-computed cross-entropy ---------------------
+# --- losses: on a module whose logits are fixed, so each value is a hand-computed cross-entropy -----------------------
 
 
 class FixedLogits(torch.nn.Module):
@@ -260,7 +259,7 @@ def check_consistency(cfg: DictConfig, _) -> None:
     np.testing.assert_allclose(values.detach().numpy(), [expected, 0.0], rtol=1e-5)
 
 
-# --- stages: the stage and the module it trains, built from a small encoder (the runs: tests/test_stages.py) -------
+# --- stages: the stage and the module it trains, built from a small encoder (the runs: tests/test_stages.py) ----------
 
 
 def check_contrastive(cfg: DictConfig, backbone: str) -> None:
@@ -284,7 +283,7 @@ def check_probe(cfg: DictConfig, _) -> None:
     assert (stage.c, stage.pooling) == (1.0, cfg.model.classifier.pooling)
 
 
-# --- models: the backbone materializes, and the classifier partial builds a classifier that predicts --------------
+# --- models: the backbone materializes, and the classifier partial builds a classifier that predicts ------------------
 
 
 def classifier_logits(cfg: DictConfig, path: str) -> torch.Size:
@@ -326,7 +325,7 @@ def check_hub(cfg: DictConfig, out: Path) -> None:
     assert partial.keywords["optimizer"].keywords["lr"] == 3.0e-5
 
 
-# --- data, loggers, tasks ------------------------------------------------------------------------------------------
+# --- data, loggers, tasks ---------------------------------------------------------------------------------------------
 
 
 def check_data(cfg: DictConfig, backbone: str) -> None:
@@ -356,7 +355,6 @@ def check_wandb(cfg: DictConfig, out: Path) -> None:
 def check_task(cfg: DictConfig, _) -> None:
     """The sources instantiate; where the data is present, each file reads into the columns the task names."""
     from alpaca_lightning.data.sources import FileSource
-
     from alpaca_lightning.errors import AssetError
 
     try:
