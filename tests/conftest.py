@@ -15,6 +15,7 @@ from omegaconf import DictConfig, open_dict
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
 
 CONF_DIR = str(REPO_ROOT / "conf")
+LIST_GROUPS = {"filters", "teachers", "losses", "stages"}  # config groups selected as lists: stages=[mlm]
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 register_resolvers()
 

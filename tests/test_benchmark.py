@@ -11,6 +11,11 @@ from experiments.benchmark import benchmark
 from tests.conftest import compose_config
 
 
+def run_best(root: Path, run: str) -> dict[str, float]:
+    """The best round's metrics as the run itself wrote them (results.json), independent of the benchmark's tables."""
+    return json.loads((root / "runs" / run / "results.json").read_text())["best"]
+
+
 def test_benchmark_smoke_variant(tmp_path) -> None:
     if not Path(compose_config([]).paths.data_dir).is_dir():
         pytest.skip("../shared/data is absent")
@@ -30,8 +35,16 @@ def test_benchmark_smoke_variant(tmp_path) -> None:
     for name in ("logistic_regression", "setfit"):
         assert len(cell[name]["test/acc"]) == 1 and 0.0 <= cell[name]["test/acc"][0] <= 1.0
     assert "| trec6 | 8 | SetFit |" in table and "gap closed" in table
+    # The aggregates, against the best-round test accuracies that each run wrote itself (one seed, one recipe)
+    sup, st, full = (run_best(tmp_path, name)["test/acc"] for name in ("trec6_K8_sup0_s0", "trec6_K8_selftrain_s0",
+                                                                          "trec6_full_s0"))
+    assert (cell["supervised"]["test/acc"], cell["selftrain"]["test/acc"], cell["full"]["test/acc"]) == (
+        [sup], [st], [full])
     summary = report["summary"]["trec6 K=8"]
-    assert summary["gain"] == pytest.approx(summary["selftrain"] - summary["supervised"])
+    assert (summary["supervised"], summary["selftrain"], summary["full"]) == pytest.approx((sup, st, full))
+    assert summary["gain"] == pytest.approx(st - sup)
+    if full != sup:
+        assert summary["gap closed"] == pytest.approx((st - sup) / (full - sup))
 
 
 def test_benchmark_reports_the_self_training_candidate_best_on_validation(tmp_path, monkeypatch) -> None:
@@ -41,15 +54,16 @@ def test_benchmark_reports_the_self_training_candidate_best_on_validation(tmp_pa
 
     from experiments import benchmark as module
 
-    candidates = {"default": [], "student_init=continue": ["selftrain.student_init=continue"]}
+    # a candidate that changes round 0 too, so that the two differ on validation and the choice means something
+    candidates = {"default": [], "lr=1e-5": ["model.classifier.optimizer.lr=1e-5"]}
     monkeypatch.setitem(module.VARIANTS, "smoke", replace(module.VARIANTS["smoke"], candidates=candidates))
     report = benchmark("smoke", tmp_path, extra=["model=tiny_bert"])
+    folders = {"default": "trec6_K8_selftrain_s0", "lr=1e-5": "trec6_K8_selftrain-lr-1e-5_s0"}
+    val = {name: run_best(tmp_path, folder)["val/acc"] for name, folder in folders.items()}  # one seed, one cell
+    assert val["default"] != val["lr=1e-5"], "a tie would let any choice pass"
     scores = {c["candidate"]: c for c in report["candidates"]}
-    assert set(scores) == set(candidates)
-    assert report["selftrain_candidate"] == max(scores, key=lambda name: scores[name]["val/acc"])
-    chosen = json.loads(
-        (tmp_path / "runs" / ("trec6_K8_selftrain_s0" if report["selftrain_candidate"] == "default"
-                              else "trec6_K8_selftrain-student_init-continue_s0") / "results.json").read_text()
-    )
-    assert report["cells"][0]["selftrain"]["test/acc"] == [chosen["best"]["test/acc"]]
+    assert {name: scores[name]["val/acc"] for name in scores} == pytest.approx(val)
+    assert report["selftrain_candidate"] == max(val, key=val.get)
+    chosen = run_best(tmp_path, folders[max(val, key=val.get)])
+    assert report["cells"][0]["selftrain"]["test/acc"] == [chosen["test/acc"]]
     assert "Self-training settings tried" in (tmp_path / "results.md").read_text()

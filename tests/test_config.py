@@ -8,9 +8,8 @@ import pytest
 from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf.errors import ConfigKeyError
 
-from tests.conftest import CONF_DIR, compose_config
+from tests.conftest import CONF_DIR, LIST_GROUPS, compose_config
 
-LIST_GROUPS = {"filters", "teachers", "losses", "stages"}  # selected as lists: stages=[mlm]
 NOT_CONFIG_KEYS = {"hydra", "experiment", "launcher"}  # groups that set other packages (hydra.*, _global_)
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in NOT_CONFIG_KEYS)
 
@@ -28,14 +27,54 @@ def test_every_group_option_composes(group: str, option: str) -> None:
     assert cfg[group] is not None
 
 
-def test_experiment_options_compose() -> None:
-    experiments = sorted(p.relative_to(Path(CONF_DIR) / "experiment").with_suffix("").as_posix()
-                         for p in (Path(CONF_DIR) / "experiment").rglob("*.yaml"))
-    assert "benchmark/sst2_k8" in experiments and "ablation/fused_teachers" in experiments
-    for option in experiments:
-        compose_config([f"experiment={option}", "paths.output_dir=/tmp/unused"])
+EXPERIMENT_DIR = Path(CONF_DIR) / "experiment"
+EXPERIMENTS = sorted(p.relative_to(EXPERIMENT_DIR).with_suffix("").as_posix() for p in EXPERIMENT_DIR.rglob("*.yaml"))
+
+
+def test_the_experiment_list_is_the_folder() -> None:
+    # guards the parametrization below against an empty glob (an empty list would run no case and pass)
+    assert {"benchmark/sst2_k8", "benchmark/mr_k8", "ablation/fused_teachers", "ablation/plain_round0"} <= set(
+        EXPERIMENTS)
+
+
+def leaves(node: dict, prefix: str = "") -> dict[str, object]:
+    """{"split.pool_size": 1000, ...}: every scalar or list an experiment file sets, by its dotted key."""
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            out.update(leaves(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_and_applies_its_values(experiment: str) -> None:
+    """Each file of conf/experiment/ composes, and every value and group choice it makes is in the result (it
+    comes last in the defaults list, so nothing above it overrides it)."""
+    from omegaconf import OmegaConf
+
+    written = OmegaConf.to_container(OmegaConf.load(EXPERIMENT_DIR / f"{experiment}.yaml"))
+    choices = {}
+    for entry in written.pop("defaults", []):
+        ((key, option),) = entry.items()
+        choices[key.removeprefix("override /")] = option
+    assert choices or written, f"conf/experiment/{experiment}.yaml sets nothing"
+    cfg = compose_config([f"experiment={experiment}", "paths.output_dir=/tmp/unused"])
+    group_overrides = [f"{g}=[{','.join(o)}]" if isinstance(o, list) else f"{g}={o}" for g, o in choices.items()]
+    chosen = compose_config([*group_overrides, "paths.output_dir=/tmp/unused"])  # the same groups, no experiment
+    for key, value in leaves(written).items():
+        # a config file may add keys (Hydra's struct mode guards the command line only): a typo would pass silently
+        assert OmegaConf.select(chosen, key, default="<absent>") != "<absent>", (
+            f"conf/experiment/{experiment}.yaml sets {key}, which no other config defines (a typo?)")
+        assert OmegaConf.to_container(OmegaConf.create({"v": OmegaConf.select(cfg, key)}))["v"] == value, key
+    for group in choices:
+        assert cfg[group] == chosen[group], group
+
+
+def test_command_line_overrides_win_over_an_experiment() -> None:
     cell = compose_config(["experiment=benchmark/trec6_k8", "split.pool_size=50"])
-    assert (cell.task.name, cell.split.labels_per_class, cell.split.pool_size) == ("trec6", 8, 50)  # CLI wins
+    assert (cell.task.name, cell.split.labels_per_class, cell.split.pool_size) == ("trec6", 8, 50)
 
 
 def test_filters_compose_as_a_list() -> None:

@@ -73,11 +73,21 @@ def test_few_label_split_is_disjoint_and_seeded(tmp_path, rows) -> None:
     assert other.test.texts == splits.test.texts  # the held-out test set does not move with the seed
 
 
-def test_label_values_map_raw_labels(tmp_path) -> None:
-    path = write_csv(tmp_path / "sst.csv", [("good", "1"), ("bad", "0")] * 10, header=("sentence", "label"))
-    spec = spec_for(path, text_columns=["sentence"], label_names=["negative", "positive"], label_values=[0, 1])
+@pytest.mark.parametrize(
+    "label_names,label_values,good_is",
+    [(["negative", "positive"], [0, 1], 1),  # SST-2: raw 1 is positive, label index 1
+     (["positive", "negative"], [1, 0], 0),  # the same file, names listed the other way round
+     (["0", "1"], None, 1)],  # no label_values: the raw value is the label name
+)
+def test_label_values_map_raw_labels(tmp_path, label_names, label_values, good_is) -> None:
+    """Raw label i of task.label_values becomes label index i, in every split: a swapped mapping fails here."""
+    rows = [(f"good film {i}", "1") for i in range(10)] + [(f"bad film {i}", "0") for i in range(10)]
+    path = write_csv(tmp_path / "sst.csv", rows, header=("sentence", "label"))
+    spec = spec_for(path, text_columns=["sentence"], label_names=label_names, label_values=label_values)
     splits = build_splits(spec, seed=0, labels_per_class=2, val_size=4)
-    assert set(splits.labelled.labels.tolist()) == {0, 1}
+    for split in (splits.labelled, splits.pool, splits.validation):
+        expected = [good_is if text.startswith("good") else 1 - good_is for text in split.texts]
+        assert split.labels.tolist() == expected
 
 
 def test_missing_file_names_the_path(tmp_path) -> None:

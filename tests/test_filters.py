@@ -47,10 +47,34 @@ def test_top_percentile_per_class() -> None:
     assert np.bincount(probs.argmax(1)[keep]).tolist() == [10, 2]
 
 
-def test_filters_compose_in_order() -> None:
-    probs = probs_for([0, 0, 0, 1, 1], [0.99, 0.95, 0.6, 0.97, 0.7], classes=2)
-    keep = apply_filters([ConfidenceThreshold(0.9), ClassBalancedTopK(k=1)], probs, round_context())
-    assert np.flatnonzero(keep).tolist() == [0, 3]
+# Class 0 at confidences 0.99, 0.95, 0.6, 0.55; class 1 at 0.97, 0.7. The two filters below do not commute:
+# confidence >= 0.9 first leaves {0, 1 | 4}, whose top half per class is {0 | 4};
+# the top half per class first gives {0, 1 | 4}, all of which pass confidence >= 0.9.
+ORDER_PROBS = probs_for([0, 0, 0, 0, 1, 1], [0.99, 0.95, 0.6, 0.55, 0.97, 0.7], classes=2)
+CONFIDENCE_FIRST, TOP_HALF_FIRST = [0, 4], [0, 1, 4]
+
+
+def test_filters_compose_in_list_order() -> None:
+    confidence, top_half = ConfidenceThreshold(0.9), ClassBalancedTopK(percentile=50)
+    keep = apply_filters([confidence, top_half], ORDER_PROBS, round_context(classes=2))
+    assert np.flatnonzero(keep).tolist() == CONFIDENCE_FIRST
+    keep = apply_filters([top_half, confidence], ORDER_PROBS, round_context(classes=2))
+    assert np.flatnonzero(keep).tolist() == TOP_HALF_FIRST
+
+
+@pytest.mark.parametrize("order,expected", [("confidence,class_balanced", CONFIDENCE_FIRST),
+                                            ("class_balanced,confidence", TOP_HALF_FIRST)])
+def test_config_filter_order_is_the_order_applied(order: str, expected: list[int]) -> None:
+    """filters=[a,b] on the command line reaches apply_filters as [a, b] (Hydra's list order, the pipeline's
+    instantiate_list)."""
+    from alpaca_lightning.pipeline import instantiate_list
+    from tests.conftest import compose_config
+
+    cfg = compose_config([f"filters=[{order}]", "filters.class_balanced.k=null",
+                          "filters.class_balanced.percentile=50", "paths.output_dir=/tmp/unused"])
+    filters = instantiate_list(cfg.filters)
+    assert [f.name for f in filters] == order.split(",")
+    assert np.flatnonzero(apply_filters(filters, ORDER_PROBS, round_context(classes=2))).tolist() == expected
 
 
 def test_bad_filter_settings_are_named() -> None:

@@ -164,3 +164,102 @@ def test_temperature_scaling_softens_an_overconfident_teacher() -> None:
     assert (calibrated.argmax(1) == probs.argmax(1)).all()  # no prediction changes
     assert expected_calibration_error(calibrated, gold) < 0.05 < 0.3 < expected_calibration_error(probs, gold)
     assert fit_temperature(probs, np.full(300, -1)) == 1.0  # no known gold: leave the teacher as it is
+
+
+# --- the schedule: patience, min_improvement, keep_models, student_init (scripted scores, no training) -------------
+
+
+def _settings(**changes) -> RoundSettings:
+    yaml = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "selftrain" / "default.yaml"))
+    return RoundSettings(**{**yaml, **changes})
+
+
+def _scripted_loop(tmp_path, scores: list[float], **settings):
+    """A SelfTrainingLoop whose rounds are replaced by records with the given validation scores. Each fake round
+    writes a model folder, as a real one does, and notes whether its teacher's model was still on disk."""
+    from alpaca_lightning.context import HiddenPoolLabels, RunContext
+    from alpaca_lightning.selftrain.fusion import MeanFusion
+    from alpaca_lightning.selftrain.records import RoundRecord
+    from alpaca_lightning.selftrain.rounds import SelfTrainingLoop
+
+    ctx = RunContext(splits=None, datamodule=None, make_datamodule=None, make_classifier=None, trainers=None,
+                     tokenizer=None, encoder_path=str(tmp_path / "encoder"), run_dir=tmp_path, seed=0,
+                     supervised_epochs=1, global_batch_size=8)
+    loop = SelfTrainingLoop(ctx, [], MeanFusion(), [], _settings(**settings), HiddenPoolLabels(np.array([])))
+    loop.teacher_model_present = {}
+
+    def fake_round(k: int, teacher_round: int | None) -> RoundRecord:
+        if teacher_round is not None:
+            loop.teacher_model_present[k] = (loop.round_dir(teacher_round) / "model").is_dir()
+        (loop.round_dir(k) / "model").mkdir(parents=True)
+        monitor = loop.settings.monitor
+        return RoundRecord(k, teacher_round, 10, {monitor: scores[k]})
+
+    loop._load_or_run = fake_round
+    return loop
+
+
+def _run(loop) -> tuple[list[int], int]:
+    records = loop.run()
+    return [r.round for r in records], next(r.round for r in records if r.best)
+
+
+def test_patience_stops_after_that_many_rounds_without_improvement(tmp_path) -> None:
+    scores = [0.5, 0.6, 0.55, 0.58, 0.7]  # round 1 is the best; rounds 2 and 3 do not beat it
+    loop = _scripted_loop(tmp_path / "p2", scores, max_rounds=4, patience=2)
+    assert _run(loop) == ([0, 1, 2, 3], 1)
+    assert "selftrain.patience" in loop.stop_reason
+    assert _run(_scripted_loop(tmp_path / "p3", scores, max_rounds=4, patience=3)) == ([0, 1, 2, 3, 4], 4)
+    assert _run(_scripted_loop(tmp_path / "none", scores, max_rounds=4, patience=None)) == ([0, 1, 2, 3, 4], 4)
+
+
+def test_min_improvement_is_the_gain_a_round_must_exceed(tmp_path) -> None:
+    # 0.505 and 0.508 gain less than 0.01 over round 0, so round 0 stays the best; without a margin round 2 wins
+    assert _run(_scripted_loop(tmp_path / "a", [0.5, 0.505, 0.508], max_rounds=2, min_improvement=0.01)) == (
+        [0, 1, 2], 0)
+    assert _run(_scripted_loop(tmp_path / "b", [0.5, 0.505, 0.508], max_rounds=2, min_improvement=0.0)) == (
+        [0, 1, 2], 2)
+    # a gain of exactly min_improvement is not enough (0.25 is exact in binary); with patience 1 that ends the run
+    assert _run(_scripted_loop(tmp_path / "c", [0.5, 0.75, 0.9], max_rounds=2, patience=1,
+                               min_improvement=0.25)) == ([0, 1], 0)
+    # a loss monitor improves downwards: 0.6 beats 0.7 by 0.1 > 0.05, 0.58 beats 0.6 by only 0.02
+    assert _run(_scripted_loop(tmp_path / "d", [0.7, 0.6, 0.58], max_rounds=2, monitor="val/nll",
+                               min_improvement=0.05)) == ([0, 1, 2], 1)
+
+
+def test_keep_models_best_keeps_the_best_and_the_next_teachers_model(tmp_path) -> None:
+    scores = [0.5, 0.7, 0.6, 0.65]  # round 1 is the best
+    loop = _scripted_loop(tmp_path / "best", scores, max_rounds=3, keep_models="best")
+    _run(loop)
+    assert loop.teacher_model_present == {1: True, 2: True, 3: True}  # teacher=last: round k-1 taught round k
+    assert sorted(p.parent.name for p in (tmp_path / "best" / "rounds").glob("round_*/model")) == ["round_1"]
+    loop = _scripted_loop(tmp_path / "all", scores, max_rounds=3, keep_models="all")
+    _run(loop)
+    assert len(list((tmp_path / "all" / "rounds").glob("round_*/model"))) == 4
+
+
+def test_student_init_reset_starts_each_student_from_the_round_0_encoder(tmp_path) -> None:
+    reset = _scripted_loop(tmp_path, [0.5], student_init="reset")
+    assert reset._student_init(2, 1, selected=None) == str(tmp_path / "encoder")
+    carry_on = _scripted_loop(tmp_path, [0.5], student_init="continue")
+    assert carry_on._student_init(2, 1, selected=None) == str(tmp_path / "rounds" / "round_1" / "model")
+
+
+def test_a_reset_student_is_built_from_the_round_0_encoder(synthetic_task, tmp_path, monkeypatch) -> None:
+    """In a real run: round 0 builds from the encoder, round 1's teacher loads round 0's model to predict the pool
+    and validation (once each), and round 1's student (student_init=reset) builds from the encoder again, not from
+    its teacher."""
+    built: list[str] = []
+    build_context = pipeline.build_context
+
+    def spying_context(*args, **kwargs):
+        ctx = build_context(*args, **kwargs)
+        make = ctx.make_classifier
+        return dataclasses.replace(ctx, make_classifier=lambda path: built.append(str(path)) or make(path))
+
+    monkeypatch.setattr(pipeline, "build_context", spying_context)
+    cfg = compose_config(tiny_overrides(synthetic_task, tmp_path) + [*SHORT, "selftrain.student_init=reset"])
+    pipeline.run(cfg)
+    encoder = str(tmp_path / "backbone")  # stages=[]: the round-0 encoder is the backbone
+    teacher = str(tmp_path / "rounds" / "round_0" / "model")
+    assert built == [encoder, teacher, teacher, encoder]

@@ -193,7 +193,23 @@ def test_nsp_pairs_each_text_with_every_label_sentence(synthetic_task, minilm_to
     np.testing.assert_allclose(teacher.class_scores(pair_probs, 2), [[0.25, 0.75], [0.75, 0.25]])
 
 
-def test_prompt_teacher_without_prompt_fails_before_training(synthetic_task, tmp_path) -> None:
-    cfg = compose_config(tiny_overrides(synthetic_task, tmp_path) + ["teachers=[classifier,cloze]"])
-    with pytest.raises(AlpacaError, match="task.prompt.pattern"):
+@pytest.mark.parametrize("teacher,keys", [("cloze", "task.prompt.pattern"), ("nsp", "task.prompt.label_sentences")])
+def test_prompt_teacher_without_prompt_fails_before_training(synthetic_task, tmp_path, monkeypatch, teacher,
+                                                             keys) -> None:
+    """README: a prompt teacher on a task without prompts fails before any training (not in round 1, after round 0
+    has trained): no Trainer.fit call, no round, stage or teacher folder."""
+    import pytorch_lightning as pl
+
+    fits = []
+
+    def spy_fit(trainer, *args, **kwargs):
+        fits.append(trainer)
+        raise AssertionError("Trainer.fit was called before the missing prompt was reported")
+
+    monkeypatch.setattr(pl.Trainer, "fit", spy_fit)
+    cfg = compose_config(tiny_overrides(synthetic_task, tmp_path) + [f"teachers=[classifier,{teacher}]",
+                                                                   "stages=[contrastive,probe]"])
+    with pytest.raises(AlpacaError, match=keys):
         run(cfg)
+    assert fits == []
+    assert not any((tmp_path / folder).exists() for folder in ("rounds", "stages", "teachers"))
