@@ -23,7 +23,8 @@ from alpaca_lightning.models import optim
 from alpaca_lightning.models.backbone import TinyBertBackbone, load_tokenizer
 from alpaca_lightning.models.classifier import FEATURE_WEIGHTS, HEAD_CONFIG, SequenceClassifier
 from alpaca_lightning.models.features import FeatureExtractor, FeatureSpec, ScalarMix
-from tests.conftest import synthetic_rows
+from alpaca_lightning.pipeline import run
+from tests.conftest import compose_config, synthetic_rows, tiny_overrides
 
 LR = 3e-3
 LORA = {"r": 8, "alpha": 16, "dropout": 0.0}
@@ -277,3 +278,30 @@ def test_lora_without_peft_names_the_fix(encoder, monkeypatch) -> None:
 def test_scalar_mix_checks_its_inputs() -> None:
     with pytest.raises(ValueError, match="over 3 tensors got 2"):
         ScalarMix(3)([HIDDEN, HIDDEN])
+
+
+# --- whole runs: probe stage, round 0, a student continued from it, the propagation teacher ------------------------
+@pytest.mark.parametrize("options", [
+    ["model.classifier.pooling=attention", "model.classifier.layer_mix=scalar", "model.classifier.llrd=0.9",
+     "model.classifier.gradual_unfreezing=1", "model.classifier.lora={r:4,alpha:8}"],
+    ["model.classifier.top_layers=2", "model.classifier.combine=mix", "model.classifier.reinit_layers=1"],
+], ids=["attention,scalar,llrd,unfreezing,lora", "top_layers,mix,reinit"])
+def test_options_run_through_stages_and_rounds(synthetic_task, tmp_path, options) -> None:
+    overrides = tiny_overrides(synthetic_task, tmp_path) + options + [
+        "stages=[probe]", "teachers=[classifier,propagation]", "selftrain.max_rounds=1",
+        "selftrain.supervised_epochs=3", "selftrain.student_epochs=1",
+    ]
+    cfg = compose_config(overrides)
+    results = run(cfg)
+    assert results["rounds_run"] == 2
+    spec = {k: cfg.model.classifier[k] for k in ("pooling", "layer_mix", "top_layers", "combine")}
+    for folder in (tmp_path / "stages" / "0_probe", tmp_path / "rounds" / "round_0" / "model",
+                   tmp_path / "rounds" / "round_1" / "model"):
+        saved = json.loads((folder / HEAD_CONFIG).read_text())
+        assert {k: saved[k] for k in spec} == spec, folder
+        assert not any("lora" in k for k in AutoModel.from_pretrained(str(folder)).state_dict())
+    backbone = AutoModel.from_pretrained(str(tmp_path / "backbone")).state_dict()
+    probe = AutoModel.from_pretrained(str(tmp_path / "stages" / "0_probe")).state_dict()
+    top_changed = not torch.equal(backbone["encoder.layer.1.attention.self.query.weight"],
+                                  probe["encoder.layer.1.attention.self.query.weight"])
+    assert top_changed == ("model.classifier.reinit_layers=1" in options)  # the probe reads no gradient
