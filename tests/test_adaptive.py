@@ -245,6 +245,9 @@ def test_save_and_reload_gives_the_same_predictions(encoder, tmp_path, options) 
     with torch.no_grad():
         assert torch.allclose(student.eval()(batch), teacher.eval()(batch), atol=1e-5)
     assert (tmp_path / FEATURE_WEIGHTS).is_file()
+    # the pooler that the head never reads is saved too: the NSP teacher loads a probe stage's folder with it
+    saved_pooler = AutoModel.from_pretrained(str(tmp_path)).pooler.dense.weight
+    assert torch.equal(saved_pooler, AutoModel.from_pretrained(encoder).pooler.dense.weight)
 
 
 def test_a_folder_with_other_feature_settings_is_refused(encoder, tmp_path) -> None:

@@ -62,9 +62,11 @@ class SequenceClassifier(ClassifierModule):
         adaptive.check_options(self.num_layers, llrd, gradual_unfreezing, reinit_layers, lora)
         self.llrd, self.gradual_unfreezing = llrd, gradual_unfreezing
         self.model.train()  # from_pretrained returns eval mode; Lightning switches modes per stage itself
-        if getattr(self.model, "pooler", None) is not None:
-            # The head pools hidden states itself; an unused pooler would also make DDP fail (parameters without
-            # gradients).
+        # The head pools hidden states itself; an unused pooler would also make DDP fail (parameters without
+        # gradients). It is kept outside the module (a tuple hides it from nn.Module) and saved with the encoder:
+        # the NSP teacher loads the probe stage's folder and needs it.
+        self._unused_pooler = (self.model.pooler,) if getattr(self.model, "pooler", None) is not None else ()
+        if self._unused_pooler:
             self.model.pooler = None
         hidden_size = self.model.config.hidden_size
         self.extractor = FeatureExtractor(self.spec, hidden_size, self.num_layers)
@@ -102,7 +104,14 @@ class SequenceClassifier(ClassifierModule):
             self.extractor.load_state_dict(torch.load(folder / FEATURE_WEIGHTS, map_location="cpu"))
 
     def save_pretrained(self, folder: Path) -> None:
-        adaptive.plain_encoder(self.model).save_pretrained(folder)
+        encoder = adaptive.plain_encoder(self.model)
+        if self._unused_pooler:
+            encoder.pooler = self._unused_pooler[0]
+        try:
+            encoder.save_pretrained(folder)
+        finally:
+            if self._unused_pooler:
+                encoder.pooler = None
         torch.save(self.head.state_dict(), Path(folder) / HEAD_WEIGHTS)
         torch.save(self.extractor.state_dict(), Path(folder) / FEATURE_WEIGHTS)
         record = {"num_labels": self.num_labels, **self.spec.to_dict(), **self.parameter_counts}
