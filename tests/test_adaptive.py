@@ -140,11 +140,11 @@ def test_scalar_mix_weights_are_learned_and_logged(encoder, tmp_path) -> None:
 
 # --- adaptive network -----------------------------------------------------------------------------------------
 def test_llrd_learning_rates_per_layer(encoder) -> None:
-    module = classifier(encoder, llrd=0.9, pooling="attention")
+    module = classifier(encoder, llrd=0.9, pooling="attention", feature_lr_scale=10)
     config = optim.configure(module, module.optimizer_factory, None, 0.01, 10, lr_scale=module.lr_scale)
     lr_of = {id(p): group["lr"] for group in config["optimizer"].param_groups for p in group["params"]}
-    expected = {  # 2 layers: head, features and the top layer at lr, layer 0 at 0.9 lr, embeddings at 0.81 lr
-        "head.1.weight": 3e-3, "extractor.attention.query": 3e-3, "model.encoder.layer.1.output.dense.weight": 3e-3,
+    expected = {  # 2 layers: head and top layer at lr, layer 0 at 0.9 lr, embeddings at 0.81 lr; features at 10 lr
+        "head.1.weight": 3e-3, "extractor.attention.query": 3e-2, "model.encoder.layer.1.output.dense.weight": 3e-3,
         "model.encoder.layer.0.attention.self.query.weight": 2.7e-3, "model.encoder.layer.0.output.LayerNorm.bias":
         2.7e-3, "model.embeddings.word_embeddings.weight": 2.43e-3, "model.embeddings.LayerNorm.weight": 2.43e-3,
     }
@@ -265,6 +265,7 @@ def test_a_folder_with_other_feature_settings_is_refused(encoder, tmp_path) -> N
     ({"reinit_layers": 3}, "reinit_layers=3, but the encoder has 2 layers"),
     ({"llrd": 1.5}, "llrd=1.5"),
     ({"gradual_unfreezing": 0}, "gradual_unfreezing=0"),
+    ({"feature_lr_scale": 0}, "feature_lr_scale=0"),
     ({"reinit_layers": 1, "lora": LORA}, "frozen at random weights"),
 ])
 def test_bad_options_name_the_key(encoder, options, message) -> None:

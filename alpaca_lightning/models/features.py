@@ -10,7 +10,9 @@ Three choices, all config options of ``model.classifier`` (the defaults give mea
   by ``combine: concat`` (k x hidden features) or ``combine: mix`` (a learned softmax-weighted sum).
 
 Every learned value (mix weights, scale, attention query) lives in ``FeatureExtractor``; the classifier saves its
-state beside the head, so a student or teacher loaded from a round's folder computes the same feature.
+state beside the head, so a student or teacher loaded from a round's folder computes the same feature. Adam moves
+each of them by about the learning rate per step: at a fine-tuning rate (1e-4) and a few dozen steps a mix stays
+near its start, so ``feature_lr_scale`` gives them a rate of their own (x the optimizer's).
 """
 
 from __future__ import annotations
