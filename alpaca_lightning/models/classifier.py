@@ -49,6 +49,7 @@ class SequenceClassifier(ClassifierModule):
         layer_mix: str = "last",
         top_layers: int = 1,
         combine: str = "concat",
+        feature_lr_scale: float = 1.0,
         llrd: float | None = None,
         gradual_unfreezing: int | None = None,
         reinit_layers: int = 0,
@@ -59,6 +60,10 @@ class SequenceClassifier(ClassifierModule):
         self.model = AutoModel.from_pretrained(model_path)
         self.num_layers = self.model.config.num_hidden_layers
         self.spec = FeatureSpec(pooling, layer_mix, top_layers, combine)
+        if feature_lr_scale <= 0:
+            raise AlpacaError(f"model.classifier.feature_lr_scale={feature_lr_scale} must be > 0 (1: the "
+                              f"optimizer's learning rate).")
+        self.feature_lr_scale = feature_lr_scale
         adaptive.check_options(self.num_layers, llrd, gradual_unfreezing, reinit_layers, lora)
         self.llrd, self.gradual_unfreezing = llrd, gradual_unfreezing
         self.model.train()  # from_pretrained returns eval mode; Lightning switches modes per stage itself
@@ -127,6 +132,8 @@ class SequenceClassifier(ClassifierModule):
 
     # --- the adaptive network (models/adaptive.py) ---------------------------------------------------------------
     def lr_scale(self, parameter_name: str) -> float:
+        if parameter_name.startswith("extractor."):
+            return self.feature_lr_scale
         if self.llrd is None or not parameter_name.startswith("model."):
             return 1.0
         return adaptive.llrd_scale(parameter_name, self.num_layers, self.llrd)
