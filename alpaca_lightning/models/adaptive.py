@@ -6,7 +6,8 @@ Fine-tuning"); every option is off by default:
 - ``llrd: xi``: layer-wise learning-rate decay. The head, the feature parameters and the top encoder layer get the
   optimizer's learning rate; each layer below gets ``xi`` times the one above it, the embeddings ``xi ** L``.
 - ``gradual_unfreezing: n``: the encoder starts frozen (head and feature parameters train); every n epochs the next
-  layer down starts training, the embeddings last. Each fit restarts the schedule (every round's student).
+  layer down starts training, the embeddings last. Each fit restarts the schedule (every round's student). Frozen
+  layers still compute gradients (DDP needs them) that are dropped before the optimizer step.
 - ``reinit_layers: k``: the top k layers start from fresh random weights. Applied once, when a classifier is built on
   a plain encoder; a folder that a classifier saved (a probe stage, a round) already carries the result.
 - ``lora: {r, alpha, dropout, target_modules}``: low-rank adapters through ``peft`` train instead of the encoder;
@@ -86,10 +87,14 @@ def epochs_to_unfreeze_all(num_layers: int, every: int) -> int:
     return (num_layers + 1) * every
 
 
-def set_trainable_for_epoch(named: Iterable[tuple[str, torch.nn.Parameter]], num_layers: int, epoch: int,
-                            every: int) -> None:
+def drop_frozen_gradients(named: Iterable[tuple[str, torch.nn.Parameter]], num_layers: int, epoch: int,
+                          every: int) -> None:
+    """A frozen layer's gradients are dropped before the optimizer step, so AdamW skips it (no update, no weight
+    decay). Dropping them, rather than ``requires_grad=False``, keeps every parameter in the backward pass, which
+    DDP requires (it refuses parameters that get no gradient)."""
     for name, param in named:
-        param.requires_grad_(trains_at_epoch(encoder_depth(name, num_layers), epoch, every))
+        if param.grad is not None and not trains_at_epoch(encoder_depth(name, num_layers), epoch, every):
+            param.grad = None
 
 
 def with_lora(model: torch.nn.Module, lora: dict) -> torch.nn.Module:

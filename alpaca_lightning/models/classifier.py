@@ -83,7 +83,6 @@ class SequenceClassifier(ClassifierModule):
         if lora is not None:
             self.model = adaptive.with_lora(self.model, lora)
         self._load_head(folder)
-        self.trainable_encoder = [name for name, p in self.model.named_parameters() if p.requires_grad]
         self.parameter_counts = {
             "trainable_parameters": adaptive.parameter_count(p for p in self.parameters() if p.requires_grad),
             "total_parameters": adaptive.parameter_count(self.parameters()),
@@ -152,23 +151,15 @@ class SequenceClassifier(ClassifierModule):
         for logger in self.loggers:
             logger.log_metrics({f"model/{k}": float(v) for k, v in self.parameter_counts.items()}, step=0)
 
-    def on_train_epoch_start(self) -> None:
+    def on_after_backward(self) -> None:
         if self.gradual_unfreezing:
-            adaptive.set_trainable_for_epoch(self._trainable_encoder_parameters(), self.num_layers,
-                                             self.current_epoch, self.gradual_unfreezing)
+            adaptive.drop_frozen_gradients(self.model.named_parameters(), self.num_layers, self.current_epoch,
+                                           self.gradual_unfreezing)
 
     def on_train_epoch_end(self) -> None:
         shares = self.extractor.learned_shares()
         if shares:
             self.log_dict({f"features/{name}": value for name, value in shares.items()})
-
-    def on_fit_end(self) -> None:
-        for _, param in self._trainable_encoder_parameters():
-            param.requires_grad_(True)  # the next user of this module (a save, another fit) sees it whole
-
-    def _trainable_encoder_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
-        named = dict(self.model.named_parameters())
-        return [(name, named[name]) for name in self.trainable_encoder]
 
 
 def new_head(hidden_size: int, num_labels: int, dropout: float = 0.0) -> torch.nn.Sequential:
