@@ -22,11 +22,14 @@ def parameter_groups(
         if param.requires_grad:
             scale = lr_scale(name) if lr_scale is not None else 1.0
             groups.setdefault((scale, not name.endswith(NO_DECAY)), []).append(param)
-    return [
-        {"params": params, "weight_decay": weight_decay if decays else 0.0, **({} if scale == 1.0 else
-                                                                                {"lr_scale": scale})}
-        for (scale, decays), params in groups.items() if params or scale == 1.0
-    ]
+    out = []
+    for (scale, decays), params in groups.items():
+        group = {"params": params, "weight_decay": weight_decay if decays else 0.0}
+        if scale != 1.0:
+            out.append({**group, "lr_scale": scale})
+        else:
+            out.append(group)  # the two plain groups, always there (empty or not), as before the scales existed
+    return out
 
 
 def apply_lr_scales(optimizer: torch.optim.Optimizer) -> None:
