@@ -23,6 +23,7 @@ _WARNING_NOISE = (
     r".*custom batch sampler .* for prediction.*",
     r".*does not have many workers.*",
     r".*`max_epochs` was not set.*",
+    r".*`is_gradient_checkpointing` is deprecated.*",  # peft 0.21 asks transformers 5 (LoRA)
 )
 
 

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import torch
-from transformers import AutoModel
 
 from alpaca_lightning.models.backbone import load_tokenizer
 from alpaca_lightning.models.classifier import SequenceClassifier
@@ -28,7 +27,8 @@ def _class_gap(encoder_path, splits, tokenizer) -> float:
     """Mean cosine similarity of same-class pairs minus that of different-class pairs, labelled set."""
     ids = tokenizer(list(splits.labelled.texts), truncation=True, max_length=64)["input_ids"]
     embeddings = torch.nn.functional.normalize(
-        pooled_embeddings(AutoModel.from_pretrained(str(encoder_path)), ids, tokenizer.pad_token_id), dim=1
+        pooled_embeddings(SequenceClassifier(str(encoder_path), 2, torch.optim.AdamW), ids, tokenizer.pad_token_id),
+        dim=1,
     )
     similarity = (embeddings @ embeddings.T).numpy()
     same = splits.labelled.labels[:, None] == splits.labelled.labels[None, :]

@@ -37,8 +37,12 @@ class TransformerModule(pl.LightningModule):
     def configure_optimizers(self) -> dict:
         return optim.configure(
             self, self.optimizer_factory, self.scheduler_factory, self.weight_decay,
-            self.trainer.estimated_stepping_batches, str(self.trainer.precision),
+            self.trainer.estimated_stepping_batches, str(self.trainer.precision), self.lr_scale,
         )
+
+    def lr_scale(self, parameter_name: str) -> float:
+        """The factor on the optimizer's learning rate for one parameter (the classifier's layer-wise decay)."""
+        return 1.0
 
     def configure_gradient_clipping(
         self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,

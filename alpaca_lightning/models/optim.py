@@ -11,13 +11,31 @@ from torch.optim.lr_scheduler import LambdaLR
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight")
 
 
-def parameter_groups(named_parameters: Iterable[tuple[str, torch.nn.Parameter]], weight_decay: float) -> list[dict]:
-    """The usual transformer split: no weight decay on biases and LayerNorm weights."""
-    decay, no_decay = [], []
+def parameter_groups(
+    named_parameters: Iterable[tuple[str, torch.nn.Parameter]], weight_decay: float,
+    lr_scale: Callable[[str], float] | None = None,
+) -> list[dict]:
+    """The usual transformer split: no weight decay on biases and LayerNorm weights. ``lr_scale(name)`` (layer-wise
+    decay) splits further, one group per factor on the optimizer's learning rate (``configure`` applies it)."""
+    groups: dict[tuple[float, bool], list[torch.nn.Parameter]] = {(1.0, True): [], (1.0, False): []}
     for name, param in named_parameters:
         if param.requires_grad:
-            (no_decay if name.endswith(NO_DECAY) else decay).append(param)
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+            scale = lr_scale(name) if lr_scale is not None else 1.0
+            groups.setdefault((scale, not name.endswith(NO_DECAY)), []).append(param)
+    out = []
+    for (scale, decays), params in groups.items():
+        group = {"params": params, "weight_decay": weight_decay if decays else 0.0}
+        if scale != 1.0:
+            out.append({**group, "lr_scale": scale})
+        else:
+            out.append(group)  # the two plain groups, always there (empty or not), as before the scales existed
+    return out
+
+
+def apply_lr_scales(optimizer: torch.optim.Optimizer) -> None:
+    """Each group's learning rate times its ``lr_scale``, before a scheduler records the initial rates."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["lr"] * group.get("lr_scale", 1.0)
 
 
 def linear_warmup_decay(
@@ -64,11 +82,13 @@ def configure(
     weight_decay: float,
     num_training_steps: int,
     precision: str = "32-true",
+    lr_scale: Callable[[str], float] | None = None,
 ) -> dict:
     """What ``LightningModule.configure_optimizers`` returns: a per-step schedule over the whole fit."""
     device = next(module.parameters()).device
     factory = with_fused_kernel(optimizer_factory, device, precision)
-    optimizer = factory(parameter_groups(module.named_parameters(), weight_decay))
+    optimizer = factory(parameter_groups(module.named_parameters(), weight_decay, lr_scale))
+    apply_lr_scales(optimizer)
     if scheduler_factory is None:
         return {"optimizer": optimizer}
     scheduler = scheduler_factory(optimizer, num_training_steps=max(1, int(num_training_steps)))

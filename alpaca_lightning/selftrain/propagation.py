@@ -12,20 +12,16 @@ graph, and the teacher is fused with the classifier rather than replacing it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModel
 
 from alpaca_lightning.context import RunContext
-from alpaca_lightning.models.classifier import HEAD_CONFIG
 from alpaca_lightning.once import produce_once
 from alpaca_lightning.selftrain.prediction import Predictions
 from alpaca_lightning.selftrain.prior import pool_prior
 from alpaca_lightning.selftrain.teachers import TEACHER_SPLITS, Teacher
-from alpaca_lightning.models.loading import from_pretrained
 
 GRAPH_SPLITS = ("labelled", *TEACHER_SPLITS)
 
@@ -68,14 +64,13 @@ def balanced_probabilities(scores: np.ndarray, prior: np.ndarray) -> np.ndarray:
 
 
 @torch.no_grad()
-def encoder_embeddings(model_folder: Path, token_ids: list[list[int]], pad_token_id: int) -> np.ndarray:
-    """The classifier's own pooled features (its ``classifier_head.json`` says mean or cls)."""
+def encoder_embeddings(ctx: RunContext, model_folder: Path, token_ids: list[list[int]]) -> np.ndarray:
+    """The teacher classifier's own features (its pooling, layer mix and multi-layer settings, learned values
+    included), so the graph and the classifier see the same representation."""
     from alpaca_lightning.stages.contrastive import pooled_embeddings  # stages import the teachers' modules
 
-    head_config = Path(model_folder) / HEAD_CONFIG
-    pooling = json.loads(head_config.read_text())["pooling"] if head_config.is_file() else "mean"
-    model = from_pretrained(AutoModel.from_pretrained, model_folder)
-    return pooled_embeddings(model, token_ids, pad_token_id, pooling=pooling).numpy()
+    classifier = ctx.make_classifier(str(model_folder))
+    return pooled_embeddings(classifier, token_ids, ctx.tokenizer.pad_token_id).numpy()
 
 
 class PropagationTeacher(Teacher):
@@ -96,8 +91,7 @@ class PropagationTeacher(Teacher):
 
     def _spread(self, ctx: RunContext, teacher_model: Path) -> dict[str, np.ndarray]:
         ids = {split: ctx.datamodule.token_ids(split) for split in GRAPH_SPLITS}
-        embeddings = encoder_embeddings(teacher_model, [row for split in GRAPH_SPLITS for row in ids[split]],
-                                        ctx.tokenizer.pad_token_id)
+        embeddings = encoder_embeddings(ctx, teacher_model, [row for split in GRAPH_SPLITS for row in ids[split]])
         labelled = np.asarray(ctx.splits.labelled.labels)
         seeds = np.concatenate([labelled, np.full(len(embeddings) - len(labelled), -1)])
         scores = spread_labels(knn_graph(embeddings, self.k), seeds, len(ctx.label_names), self.alpha,

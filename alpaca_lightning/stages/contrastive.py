@@ -13,18 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from transformers import AutoModel
 
 from alpaca_lightning.artifacts import atomic_write_json
 from alpaca_lightning.console import info
 from alpaca_lightning.context import RunContext
 from alpaca_lightning.data.batching import GlobalBatchSampler, pad_token_rows
-from alpaca_lightning.models.base import mean_pool
-from alpaca_lightning.models.classifier import new_head, save_head
+from alpaca_lightning.models.classifier import SequenceClassifier
 from alpaca_lightning.models.contrastive import SentencePairEncoder
 from alpaca_lightning.once import produce_once, train_once
 from alpaca_lightning.stages import Stage
-from alpaca_lightning.models.loading import from_pretrained
 
 
 def sentence_pairs(labels: np.ndarray, iterations: int, seed: int) -> list[tuple[int, int, float]]:
@@ -106,15 +103,13 @@ class ContrastiveStage(Stage):
 
 
 @torch.no_grad()
-def pooled_embeddings(model: torch.nn.Module, token_ids: list[list[int]], pad_token_id: int,
-                      batch_size: int = 64, pooling: str = "mean") -> torch.Tensor:
-    """The classifier's pooled features (mean of the kept tokens, or the first token's state) of each text."""
-    model.eval()
+def pooled_embeddings(classifier: SequenceClassifier, token_ids: list[list[int]], pad_token_id: int,
+                      batch_size: int = 64) -> torch.Tensor:
+    """The classifier's own features of each text (its pooling, layer mix and multi-layer settings)."""
+    classifier.eval()
     out = []
     for start in range(0, len(token_ids), batch_size):
-        batch = pad_token_rows(token_ids[start : start + batch_size], pad_token_id)
-        hidden = model(**batch).last_hidden_state
-        out.append(hidden[:, 0] if pooling == "cls" else mean_pool(hidden, batch["attention_mask"]))
+        out.append(classifier.features(pad_token_rows(token_ids[start : start + batch_size], pad_token_id)))
     return torch.cat(out).float()
 
 
@@ -140,31 +135,29 @@ def fit_logistic_regression(features: torch.Tensor, labels: torch.Tensor, num_la
 
 class LinearProbeStage(Stage):
     """Fit a logistic regression on the frozen encoder's pooled embeddings of the labelled set and save it as the
-    classifier head beside the encoder: round 0 then fine-tunes from a fitted head (LP-FT)."""
+    classifier head beside the encoder: round 0 then fine-tunes from a fitted head (LP-FT). The features are the
+    run's classifier's own (``model.classifier``: pooling, layer mix, top layers), and so are the saved extras
+    (an attention query, mix weights, re-initialised layers), so round 0 starts exactly where the probe ended."""
 
-    def __init__(self, c: float = 1.0, pooling: str = "mean", name: str = "probe") -> None:
+    def __init__(self, c: float = 1.0, name: str = "probe") -> None:
         self.c = c
-        self.pooling = pooling
         self.name = name
 
     def run(self, ctx: RunContext, encoder_path: str, folder: Path) -> str:
-        def compute() -> tuple[torch.nn.Module, torch.nn.Sequential, dict[str, Any]]:
-            model = from_pretrained(AutoModel.from_pretrained, encoder_path)
-            features = pooled_embeddings(model, ctx.datamodule.token_ids("labelled"), ctx.tokenizer.pad_token_id,
-                                         pooling=self.pooling)
+        def compute() -> tuple[SequenceClassifier, dict[str, Any]]:
+            classifier = ctx.make_classifier(encoder_path)
+            features = pooled_embeddings(classifier, ctx.datamodule.token_ids("labelled"), ctx.tokenizer.pad_token_id)
             labels = torch.as_tensor(ctx.splits.labelled.labels, dtype=torch.long)
             linear = fit_logistic_regression(features, labels, len(ctx.label_names), self.c)
-            head = new_head(features.shape[1], len(ctx.label_names))
-            head[1].load_state_dict(linear.state_dict())
+            classifier.head[1].load_state_dict(linear.state_dict())
             train_acc = float((linear(features).argmax(1) == labels).float().mean())
             info(f"{self.name}: logistic regression on {len(labels)} frozen embeddings, train accuracy {train_acc:.3f}")
-            return model, head, {"train_acc": train_acc}
+            return classifier, {"train_acc": train_acc}
 
-        def write(result: tuple[torch.nn.Module, torch.nn.Sequential, dict[str, Any]], tmp: Path) -> None:
-            model, head, metrics = result
-            model.save_pretrained(tmp)
+        def write(result: tuple[SequenceClassifier, dict[str, Any]], tmp: Path) -> None:
+            classifier, metrics = result
+            classifier.save_pretrained(tmp)
             ctx.tokenizer.save_pretrained(tmp)
-            save_head(tmp, head, len(ctx.label_names), self.pooling)
             atomic_write_json(tmp / "stage_metrics.json", metrics)
 
         produce_once(folder, compute, write, f"stage '{self.name}'")
