@@ -64,6 +64,11 @@ VARIANTS: dict[str, list[str]] = {
     "labels=soft": ["selftrain.labels=soft"],
     "teachers=fused": ["teachers=[classifier,cloze,nsp]"],
     "stages=[mlm_nsp]": ["stages=[mlm_nsp]"],
+    # issue 13's classifier options, one conf/experiment/ablation/ file each
+    **{name: [f"experiment=ablation/{name}"] for name in (
+        "llrd", "gradual_unfreezing", "reinit_top", "lora", "scalar_mix", "attention_pooling", "max_pooling",
+        "top_layers_concat", "top_layers_mix",
+    )},
 }
 REFERENCE = "default"  # its round 0 (supervised only) is the dashed line of the plot
 
