@@ -11,7 +11,7 @@ from omegaconf.errors import ConfigKeyError
 from tests.conftest import CONF_DIR, compose_config
 
 LIST_GROUPS = {"filters", "teachers", "losses", "stages"}  # selected as lists: stages=[mlm]
-NOT_CONFIG_KEYS = {"hydra", "experiment", "launcher"}  # groups that set other packages (hydra.*, _global_)
+NOT_CONFIG_KEYS = {"hydra", "experiment", "launcher", "hparams_search"}  # groups that set other packages (hydra.*, _global_)
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in NOT_CONFIG_KEYS)
 
 
