@@ -68,6 +68,7 @@ def test_a_killed_search_resumes_with_only_the_missing_trials(synthetic_task, tm
     after = trials(db)
     assert [(n, s) for n, s, _ in after] == [(0, "COMPLETE"), (1, "COMPLETE"), (2, "COMPLETE")]
     assert after[1][2] == before[1][2]  # the interrupted trial ran again with the parameters it had
+    assert after[2][2] != after[0][2]  # the restarted sampler did not draw trial 0's parameters again
     assert (search / "0" / "results.json").stat().st_mtime_ns == first_result  # trial 0 was not redone
     assert sorted(p.name for p in search.iterdir() if p.name.isdigit()) == ["0", "1", "2"]
     for number, _, params in after:  # job folder N ran trial N, and Optuna got its best validation score

@@ -7,7 +7,8 @@ hydra-optuna-sweeper alone asks for ``n_trials`` new trials on every start. Befo
 - puts trials left RUNNING by a killed sweep back in Optuna's queue (WAITING): Optuna hands them out first, with
   the parameters they already had, so each runs again in its own job folder, where the run resumes from its last
   complete round;
-- numbers the jobs from the next trial's number, so job folder N holds trial N across restarts.
+- numbers the jobs from the next trial's number, so job folder N holds trial N across restarts;
+- seeds the sampler with ``seed + that number``: restarted from its own seed, it would repeat the first trials.
 A RUNNING trial is taken to be left over from an interrupted sweep: run one sweep process per study at a time.
 """
 
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hydra.core.config_store import ConfigStore
+from hydra.utils import instantiate
 
 if TYPE_CHECKING:
     import optuna
@@ -51,6 +53,10 @@ if OptunaSweeper is not None:
             finished = sum(trial.state.is_finished() for trial in study.get_trials(deepcopy=False))
             impl.n_trials = max(impl.n_trials - finished, 0)
             impl.job_idx = next_trial_number(study)
+            seed = impl.config.hydra.sweeper.sampler.get("seed")
+            if seed is not None and impl.job_idx > 0:
+                # a sampler restarted from its seed would draw the first trials' parameters again
+                impl.sampler = instantiate(impl.config.hydra.sweeper.sampler, seed=seed + impl.job_idx)
             log.info(
                 f"Study {study.study_name}: {finished} trials finished, {len(requeued)} interrupted ones re-queued "
                 f"{requeued}, {impl.n_trials} to run from trial {impl.job_idx}."
