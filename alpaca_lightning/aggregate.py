@@ -33,7 +33,7 @@ from alpaca_lightning.artifacts import atomic_write_text, read_json
 
 DEFAULT_METRICS = ("supervised_only:test/acc", "best:test/acc", "best:val/acc", "gain:test/acc")
 # keys that differ between runs without making them different experiments
-IGNORED_PREFIXES = ("seed", "paths.", "hydra.", "optimized_metric")
+IGNORED_PREFIXES = ("seed", "paths.", "hydra.", "optimized_metric", "logger.", "tags")
 
 
 @dataclass

@@ -51,13 +51,20 @@ def resolve_model_name(name_or_path: str) -> str:
 
 
 def register_resolvers() -> None:
-    """OmegaConf resolvers used by conf/: ``${pkg_file:dist,path}``, ``${repo_root:}`` and ``${cpu_share:}``."""
+    """OmegaConf resolvers used by conf/: ``${pkg_file:dist,path}``, ``${repo_root:}``, ``${cpu_share:}`` and the
+    loggers' ``${run_group:run_dir}`` and ``${experiment_tags:}``."""
+    from alpaca_lightning import loggers  # imports Lightning: only when a config is about to be resolved
+
     if not OmegaConf.has_resolver("pkg_file"):
         OmegaConf.register_new_resolver("pkg_file", lambda dist, rel: str(package_file(dist, rel)))
     if not OmegaConf.has_resolver("repo_root"):
         OmegaConf.register_new_resolver("repo_root", lambda: str(REPO_ROOT))
     if not OmegaConf.has_resolver("cpu_share"):
         OmegaConf.register_new_resolver("cpu_share", cpu_share)
+    if not OmegaConf.has_resolver("run_group"):
+        OmegaConf.register_new_resolver("run_group", loggers.run_group)
+    if not OmegaConf.has_resolver("experiment_tags"):
+        OmegaConf.register_new_resolver("experiment_tags", loggers.experiment_tags)
 
 
 def cpu_share() -> int | None:

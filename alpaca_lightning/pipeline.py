@@ -22,7 +22,7 @@ from alpaca_lightning.data.datamodule import SelfTrainingDataModule
 from alpaca_lightning.data.splits import TaskSpec, TaskSplits, build_splits
 from alpaca_lightning.distributed import is_global_zero
 from alpaca_lightning.errors import AlpacaError, DataError
-from alpaca_lightning.loggers import LoggerFactory
+from alpaca_lightning.loggers import LoggerFactory, finish_wandb_run
 from alpaca_lightning.models.backbone import load_tokenizer
 from alpaca_lightning.models.base import ClassifierModule
 from alpaca_lightning.models.loading import set_trust_remote_code
@@ -86,7 +86,8 @@ def build_context(cfg: DictConfig, splits: TaskSplits, run_dir: Path, precision:
     """Backbone, tokenizer, trainers and the factories that every stage, teacher and round uses."""
     backbone_path = instantiate(cfg.model.backbone).materialize(run_dir, task_text(splits), cfg.seed)
     tokenizer = load_tokenizer(backbone_path)
-    trainers = TrainerFactory(cfg.hardware, cfg.trainer, LoggerFactory(cfg.get("logger")), run_dir, precision)
+    loggers = LoggerFactory(cfg.get("logger"), run_dir)
+    trainers = TrainerFactory(cfg.hardware, cfg.trainer, loggers, run_dir, precision)
     # Objects go in through a partial: Hydra would try to turn keyword arguments into config nodes.
     data_partial = instantiate(cfg.data, _partial_=True)
     classifier_partial = instantiate(
@@ -111,6 +112,13 @@ def build_context(cfg: DictConfig, splits: TaskSplits, run_dir: Path, precision:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
+    try:
+        return run_to_results(cfg)
+    finally:
+        finish_wandb_run()  # each run its own W&B run, also when the runs of a multirun share this process
+
+
+def run_to_results(cfg: DictConfig) -> dict[str, Any]:
     check_complete(cfg)
     settings = build_settings(cfg)  # config errors surface before any data is read
     start = time.time()

@@ -10,7 +10,7 @@ from omegaconf.errors import ConfigKeyError
 
 from tests.conftest import CONF_DIR, LIST_GROUPS, compose_config
 
-NOT_CONFIG_KEYS = {"hydra", "experiment", "launcher"}  # groups that set other packages (hydra.*, _global_)
+NOT_CONFIG_KEYS = {"hydra", "experiment", "launcher", "hparams_search"}  # groups that set other packages (hydra.*, _global_)
 GROUPS = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name not in NOT_CONFIG_KEYS)
 
 
