@@ -280,7 +280,7 @@ def check_self_supervised(cfg: DictConfig, backbone: str, name: str, next_senten
 def check_probe(cfg: DictConfig, _) -> None:
     stage = instantiate(cfg.stages.probe)
     assert type(stage).__name__ == "LinearProbeStage" and stage.name == "probe"
-    assert (stage.c, stage.pooling) == (1.0, cfg.model.classifier.pooling)
+    assert stage.c == 1.0  # its features are the classifier's own (model.classifier.pooling etc.)
 
 
 # --- models: the backbone materializes, and the classifier partial builds a classifier that predicts ------------------
@@ -288,7 +288,7 @@ def check_probe(cfg: DictConfig, _) -> None:
 
 def classifier_logits(cfg: DictConfig, path: str) -> torch.Size:
     module = instantiate(cfg.model.classifier)(model_path=path, num_labels=2, global_batch_size=8)
-    assert isinstance(module, SequenceClassifier) and module.pooling == cfg.model.classifier.pooling
+    assert isinstance(module, SequenceClassifier) and module.spec.pooling == cfg.model.classifier.pooling
     module.eval()
     with torch.no_grad():
         return module(batch_of(load_tokenizer(path), TEXTS[:3])).shape
@@ -352,6 +352,23 @@ def check_wandb(cfg: DictConfig, out: Path) -> None:
     assert isinstance(logger, WandbLogger) and Path(logger.save_dir) == out
 
 
+def check_tensorboard(cfg: DictConfig, out: Path) -> None:
+    from pytorch_lightning.loggers import TensorBoardLogger
+
+    logger = instantiate(cfg.logger.tensorboard)  # writes nothing until the first log call
+    assert isinstance(logger, TensorBoardLogger) and Path(logger.save_dir) == out and logger.name == "tensorboard"
+
+
+def check_mlflow(cfg: DictConfig, out: Path) -> None:
+    pytest.importorskip("mlflow")
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    logger = instantiate(cfg.logger.mlflow)  # connects to its store on first use only
+    # outside a --multirun the group is the run's own folder (tests/test_loggers.py runs a real store)
+    assert isinstance(logger, MLFlowLogger) and logger.tags == {"group": str(out)}
+    assert cfg.logger.mlflow.tracking_uri == f"sqlite:///{cfg.paths.root_dir}/logs/mlflow.db"
+
+
 def check_task(cfg: DictConfig, _) -> None:
     """The sources instantiate; where the data is present, each file reads into the columns the task names."""
     from alpaca_lightning.data.sources import FileSource
@@ -399,6 +416,8 @@ CHECKS: dict[tuple[str, str], Callable[[DictConfig, object], None]] = {
     ("data", "default"): check_data,
     ("logger", "csv"): check_csv,
     ("logger", "wandb"): check_wandb,
+    ("logger", "tensorboard"): check_tensorboard,
+    ("logger", "mlflow"): check_mlflow,
     **{("task", name): check_task for name in ("agnews", "files", "mr", "rotten_tomatoes", "sst2", "trec6")},
 }
 # what each check's second argument is: the small encoder, or the run's output folder
