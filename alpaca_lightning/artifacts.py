@@ -16,6 +16,8 @@ from typing import Any
 
 import pandas as pd
 
+from alpaca_lightning.killpoints import kill_point
+
 COMPLETE_MARKER = "COMPLETE"
 
 
@@ -26,6 +28,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        kill_point(f"write {path}")
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -64,8 +67,11 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
+        kill_point(f"filled {target}")
         (tmp / COMPLETE_MARKER).write_text("ok\n")
+        kill_point(f"marked {target}")
         shutil.rmtree(target, ignore_errors=True)
+        kill_point(f"removed old {target}")
         os.replace(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

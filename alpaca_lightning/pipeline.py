@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from alpaca_lightning.artifacts import read_json
 from alpaca_lightning.console import info, quiet_libraries
 from alpaca_lightning.context import RunContext, hide_pool_labels, task_text
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
@@ -25,11 +26,10 @@ from alpaca_lightning.loggers import LoggerFactory
 from alpaca_lightning.models.backbone import load_tokenizer
 from alpaca_lightning.models.base import ClassifierModule
 from alpaca_lightning.precision import PrecisionPlan, plan_precision
-from alpaca_lightning.run_info import save_run_info
+from alpaca_lightning.run_info import config_sha256, save_run_info
 from alpaca_lightning.selftrain.prior import checked_prior
-from alpaca_lightning.selftrain.report import build_results, print_summary, write_outputs
+from alpaca_lightning.selftrain.report import build_results, finished_results, print_summary, write_outputs
 from alpaca_lightning.selftrain.rounds import RoundSettings, SelfTrainingLoop
-from alpaca_lightning.selftrain.run_report import write_run_plot, write_run_report
 from alpaca_lightning.selftrain.teachers import Teacher
 from alpaca_lightning.stages import Stage, run_stages
 from alpaca_lightning.trainer import TrainerFactory
@@ -80,11 +80,14 @@ def check_complete(cfg: DictConfig) -> None:
         )
 
 
-def build_context(cfg: DictConfig, splits: TaskSplits, run_dir: Path, precision: PrecisionPlan) -> RunContext:
+def build_context(
+    cfg: DictConfig, splits: TaskSplits, run_dir: Path, precision: PrecisionPlan, run_key: str = ""
+) -> RunContext:
     """Backbone, tokenizer, trainers and the factories that every stage, teacher and round uses."""
     backbone_path = instantiate(cfg.model.backbone).materialize(run_dir, task_text(splits), cfg.seed)
     tokenizer = load_tokenizer(backbone_path)
-    trainers = TrainerFactory(cfg.hardware, cfg.trainer, LoggerFactory(cfg.get("logger")), run_dir, precision)
+    trainers = TrainerFactory(cfg.hardware, cfg.trainer, LoggerFactory(cfg.get("logger")), run_dir, precision,
+                              run_key)
     # Objects go in through a partial: Hydra would try to turn keyword arguments into config nodes.
     data_partial = instantiate(cfg.data, _partial_=True)
     classifier_partial = instantiate(
@@ -115,6 +118,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     quiet_libraries()
     run_dir = Path(cfg.paths.output_dir)
+    run_key = config_sha256(cfg)
+    finished = finished_results(run_dir, run_key)
+    if finished is not None:  # e.g. a re-launched sweep: its finished jobs cost a file read
+        info(f"{run_dir} already holds a finished run of this config (results.json); nothing to do")
+        if is_global_zero():
+            print_summary(read_json(run_dir / "rounds.json"), finished, run_dir)
+        return finished
     run_dir.mkdir(parents=True, exist_ok=True)
     precision = plan_precision(cfg.hardware.precision, cfg.hardware.accelerator)
     info(f"precision: training {precision.train}, prediction {precision.predict_dtype} ({precision.reason})")
@@ -124,7 +134,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     splits, hidden = hide_pool_labels(load_splits(cfg))
     info(f"task '{cfg.task.name}' splits: {splits.sizes()}")
-    ctx = build_context(cfg, splits, run_dir, precision)
+    ctx = build_context(cfg, splits, run_dir, precision, run_key)
     teachers = build_teachers(cfg)
     for teacher in teachers:
         teacher.check(ctx)
@@ -142,9 +152,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
          "wall_time_s": round(time.time() - start, 1)},
     )
     results["best_model"] = str(loop.round_dir(results["best_round"]) / "model")
+    results["config_sha256"] = run_key
     if is_global_zero():
-        write_outputs(run_dir, records, results)
-        write_run_plot(run_dir, records)
-        write_run_report(run_dir, records, results, splits.label_names)
+        write_outputs(run_dir, records, results, splits.label_names)
         print_summary(records, results, run_dir)
     return results

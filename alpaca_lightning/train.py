@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.pipeline import run
+from alpaca_lightning.preemption import EXIT_PREEMPTED, Preempted, install_handlers
 
 register_resolvers()
 
@@ -41,6 +42,7 @@ def check_multirun_strategy(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    install_handlers()  # SIGTERM / SIGUSR1: checkpoint and stop (alpaca_lightning/preemption.py)
     try:
         check_multirun_strategy(cfg)
         results = run(cfg)
@@ -48,6 +50,11 @@ def main(cfg: DictConfig) -> float | None:
         # A problem the user can fix: the message names it and the fix; a traceback would only bury it.
         print(f"alpaca-train: error: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+    except Preempted as stop:
+        # One line saying what was kept and how to go on; a sweep stops here too and resumes the same way.
+        print(f"alpaca-train: {stop}. Resume with the same command and output folder "
+              f"({cfg.paths.output_dir}); exit status {EXIT_PREEMPTED} (requeue).", file=sys.stderr)
+        raise SystemExit(EXIT_PREEMPTED) from None
     metric = cfg.get("optimized_metric")
     if not metric:
         return None

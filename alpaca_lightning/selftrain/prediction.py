@@ -19,7 +19,9 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
+from alpaca_lightning.killpoints import kill_point
 from alpaca_lightning.once import produce_once
+from alpaca_lightning.preemption import stop_if_received
 from alpaca_lightning.selftrain.calibration import nll
 
 
@@ -56,6 +58,11 @@ class ShardWriter(BasePredictionWriter):
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         self._index.append(prediction["index"].detach().cpu())
         self._probs.append(prediction["probs"].detach().float().cpu())
+        kill_point(f"predict {self.out_dir} batch {batch_idx}")
+        # A prediction is not checkpointed: it stops at a pre-emption signal and is redone on resume. Under DDP
+        # the ranks hold uneven shards (no common step to agree at), so they finish the prediction first.
+        if trainer.world_size == 1:
+            stop_if_received(f"while predicting into {self.out_dir} (redone on resume)")
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -64,6 +71,7 @@ class ShardWriter(BasePredictionWriter):
         path = shard_path(self.out_dir, trainer.global_rank, trainer.world_size)
         tmp = path.with_suffix(".tmp")
         torch.save({"index": index, "probs": probs}, tmp)
+        kill_point(f"write {path}")
         tmp.replace(path)
         trainer.strategy.barrier("prediction shards written")
 
