@@ -48,7 +48,7 @@ def kill_test_overrides(task: dict[str, Path], out: Path) -> list[str]:
 
 def one_round_overrides(task: dict[str, Path], out: Path) -> list[str]:
     """The same data and model, with round 0 and one student round only (pre-emption and sweep tests)."""
-    replaced = ("stages=", "teachers=", "selftrain.max_rounds", "task.prompt=", "teachers.cloze")
+    replaced = ("stages", "teachers", "selftrain.max_rounds", "task.prompt=")
     return [o for o in kill_test_overrides(task, out) if not o.startswith(replaced)] + [
         "stages=[]", "teachers=[classifier]", "selftrain.max_rounds=1",
     ]
