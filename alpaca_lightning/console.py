@@ -23,6 +23,8 @@ _WARNING_NOISE = (
     r".*custom batch sampler .* for prediction.*",
     r".*does not have many workers.*",
     r".*`max_epochs` was not set.*",
+    # Only fits whose sampler skips the batches already seen are checkpointed mid-epoch (preemption.py).
+    r".*ended before the epoch ended and your dataloader is not resumable.*",
 )
 
 

@@ -115,7 +115,14 @@ def normalised(run_dir: Path) -> dict:
     rounds_csv = (run_dir / "rounds.csv").read_text().splitlines()
     return {"results": clean(json.loads((run_dir / "results.json").read_text())),
             "rounds": clean(json.loads((run_dir / "rounds.json").read_text())),
-            "rounds_csv_header": rounds_csv[0], "rounds_csv_rows": len(rounds_csv)}
+            "rounds_csv_header": rounds_csv[0], "rounds_csv_rows": len(rounds_csv), "files": output_files(run_dir)}
+
+
+def output_files(run_dir: Path) -> list[str]:
+    """Every output a finished run has (report, figures, models, predictions), without the training logs and the
+    hidden scratch (temporary files a kill left behind, per-rank prediction shards)."""
+    names = [p.relative_to(run_dir) for p in run_dir.rglob("*") if p.is_file()]
+    return sorted(str(n) for n in names if n.parts[0] != "logs" and not any(x.startswith(".") for x in n.parts))
 
 
 def check_only_cut_units_redone(traces: list[list[str]]) -> None:
