@@ -74,14 +74,23 @@ def stage_of(label: str, run: str) -> str:
 
 
 def choose_kill_labels(labels: list[str], count: int, rng: random.Random, run: str) -> list[str]:
-    """``count`` labels covering every (stage, kind) bucket before any gets a second, in run order."""
+    """``count`` labels, in run order: first one of every stage (each of a kind not yet picked, where possible),
+    then one of every kind left, then round-robin over all (stage, kind) buckets."""
     buckets: dict[tuple[str, str], list[str]] = defaultdict(list)
     for label in labels:
         buckets[(stage_of(label, run), label.split()[0])].append(label)
     for members in buckets.values():
         rng.shuffle(members)
-    order = sorted(buckets)
-    rng.shuffle(order)
+    keys = sorted(buckets)
+    rng.shuffle(keys)
+    first: list[tuple[str, str]] = []
+    for stage in sorted({stage for stage, _ in keys}):
+        options = [key for key in keys if key[0] == stage]
+        fresh = [key for key in options if key[1] not in {kind for _, kind in first}]
+        first.append((fresh or options)[0])
+    for kind in sorted({kind for _, kind in keys} - {kind for _, kind in first}):
+        first.append(next(key for key in keys if key[1] == kind))
+    order = first + [key for key in keys if key not in first]
     chosen: list[str] = []
     while len(chosen) < min(count, len(labels)):
         for key in order:
