@@ -5,8 +5,9 @@ output folder resumes that fit where it stopped, with the same result as an unin
 The handlers only note the signal (``alpaca-train`` installs them); the work stops at the next safe place:
     training   after the current step: Lightning's checkpoint (weights, optimizer, scheduler, loop position) plus
                the RNG states go to ``<unit's parent>/.<unit>.resume/<stage>.ckpt`` beside a JSON identity card
-    prediction after the current batch (nothing saved: a prediction is redone, it costs one pass)
     units      before a unit of work starts (``once.produce_once``)
+A prediction runs to its end (it is one pass, and it often finishes a unit whose fit is done: stopping there would
+throw that fit away), and so does a fit's last step of an epoch (see ``on_train_batch_end``).
 A checkpoint is only resumed by the same unit, stage and config (config_sha256); anything else is discarded.
 It is deleted when its unit is complete. Mid-epoch resume is exact for fits whose DataModule can skip the
 batches already seen (``resumes_mid_epoch``: the rounds and teachers); other fits (pretraining and contrastive
@@ -67,10 +68,14 @@ def received() -> int | None:
     return _received
 
 
+def signal_name() -> str:
+    return signal.Signals(_received).name if _received is not None else "a signal to another process"
+
+
 def stop_if_received(where: str) -> None:
     """Raise ``Preempted`` at a place where stopping loses nothing finished."""
     if _received is not None:
-        raise Preempted(f"pre-empted by {signal.Signals(_received).name} {where}")
+        raise Preempted(f"pre-empted by {signal_name()} {where}")
 
 
 @contextlib.contextmanager
@@ -164,7 +169,7 @@ class PreemptionCheckpoint(Callback):
         self.batches_done = batch_idx + 1
         self._save(trainer)
         where = f"in {self.stage} at epoch {trainer.current_epoch}, step {trainer.global_step}"
-        raise Preempted(f"pre-empted by {signal.Signals(_received).name} {where}; "
+        raise Preempted(f"pre-empted by {signal_name()} {where}; "
                         + (f"saved {self.path}" if self.path else "nothing saved, the stage restarts"), self.path)
 
     def _save(self, trainer: pl.Trainer) -> None:

@@ -21,7 +21,6 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
 from alpaca_lightning.killpoints import kill_point
 from alpaca_lightning.once import produce_once
-from alpaca_lightning.preemption import stop_if_received
 from alpaca_lightning.selftrain.calibration import nll
 
 
@@ -59,10 +58,6 @@ class ShardWriter(BasePredictionWriter):
         self._index.append(prediction["index"].detach().cpu())
         self._probs.append(prediction["probs"].detach().float().cpu())
         kill_point(f"predict {self.out_dir} batch {batch_idx}")
-        # A prediction is not checkpointed: it stops at a pre-emption signal and is redone on resume. Under DDP
-        # the ranks hold uneven shards (no common step to agree at), so they finish the prediction first.
-        if trainer.world_size == 1:
-            stop_if_received(f"while predicting into {self.out_dir} (redone on resume)")
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
