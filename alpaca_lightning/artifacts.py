@@ -18,6 +18,7 @@ from typing import Any
 import pandas as pd
 
 from alpaca_lightning.errors import StorageError
+from alpaca_lightning.killpoints import kill_point
 
 COMPLETE_MARKER = "COMPLETE"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -41,6 +42,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        kill_point(f"write {path}")
         os.replace(tmp, path)
     except BaseException as err:
         with contextlib.suppress(FileNotFoundError):
@@ -82,8 +84,11 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     tmp.mkdir()
     try:
         yield tmp
+        kill_point(f"filled {target}")
         (tmp / COMPLETE_MARKER).write_text("ok\n")
+        kill_point(f"marked {target}")
         shutil.rmtree(target, ignore_errors=True)
+        kill_point(f"removed old {target}")
         os.replace(tmp, target)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -24,6 +24,8 @@ _WARNING_NOISE = (
     r".*does not have many workers.*",
     r".*`max_epochs` was not set.*",
     r".*`is_gradient_checkpointing` is deprecated.*",  # peft 0.21 asks transformers 5 (LoRA)
+    # Only fits whose sampler skips the batches already seen are checkpointed mid-epoch (preemption.py).
+    r".*ended before the epoch ended and your dataloader is not resumable.*",
 )
 
 

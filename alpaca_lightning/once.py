@@ -17,6 +17,8 @@ import pytorch_lightning as pl
 from alpaca_lightning.artifacts import atomic_directory, is_complete
 from alpaca_lightning.console import info
 from alpaca_lightning.distributed import barrier, is_global_zero
+from alpaca_lightning.killpoints import kill_point
+from alpaca_lightning.preemption import discard_resume, stop_if_received, working_on
 
 T = TypeVar("T")
 
@@ -24,16 +26,22 @@ T = TypeVar("T")
 def produce_once(target: Path, compute: Callable[[], T], write: Callable[[T, Path], None], what: str) -> bool:
     """Skip when ``target`` is complete. Otherwise ``compute`` on every process (it may train or predict under
     DDP), then global rank zero ``write``s the result into a temporary folder that becomes ``target`` with a
-    COMPLETE marker, and all processes meet at a barrier. Returns True when it computed, False when it reused."""
+    COMPLETE marker, and all processes meet at a barrier. Returns True when it computed, False when it reused.
+    A fit inside ``compute`` that is pre-empted checkpoints into this unit's resume area (``preemption``)."""
     target = Path(target)
     if is_complete(target):
         info(f"{what}: complete on disk at {target}, reused")
         return False
-    result = compute()
+    stop_if_received(f"before {what} started")
+    kill_point(f"unit-start {target}")
+    with working_on(target):
+        result = compute()
     if is_global_zero():
         with atomic_directory(target) as tmp:
             write(result, tmp)
     barrier()
+    discard_resume(target)
+    kill_point(f"unit-done {target}")
     return True
 
 

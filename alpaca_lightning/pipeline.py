@@ -16,6 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from alpaca_lightning.artifacts import read_json
 from alpaca_lightning.console import info, quiet_libraries
 from alpaca_lightning.context import RunContext, hide_pool_labels, task_text
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
@@ -27,11 +28,10 @@ from alpaca_lightning.models.backbone import load_tokenizer
 from alpaca_lightning.models.base import ClassifierModule
 from alpaca_lightning.models.loading import set_trust_remote_code
 from alpaca_lightning.precision import PrecisionPlan, plan_precision
-from alpaca_lightning.run_info import check_same_config, save_run_info, save_split_fingerprints
+from alpaca_lightning.run_info import check_same_config, config_sha256, save_run_info, save_split_fingerprints
 from alpaca_lightning.selftrain.prior import checked_prior
-from alpaca_lightning.selftrain.report import build_results, print_summary, write_outputs
+from alpaca_lightning.selftrain.report import build_results, finished_results, print_summary, write_outputs
 from alpaca_lightning.selftrain.rounds import RoundSettings, SelfTrainingLoop
-from alpaca_lightning.selftrain.run_report import write_run_plot, write_run_report
 from alpaca_lightning.selftrain.teachers import Teacher
 from alpaca_lightning.stages import Stage, run_stages
 from alpaca_lightning.trainer import TrainerFactory
@@ -82,12 +82,14 @@ def check_complete(cfg: DictConfig) -> None:
         )
 
 
-def build_context(cfg: DictConfig, splits: TaskSplits, run_dir: Path, precision: PrecisionPlan) -> RunContext:
+def build_context(
+    cfg: DictConfig, splits: TaskSplits, run_dir: Path, precision: PrecisionPlan, run_key: str = ""
+) -> RunContext:
     """Backbone, tokenizer, trainers and the factories that every stage, teacher and round uses."""
     backbone_path = instantiate(cfg.model.backbone).materialize(run_dir, task_text(splits), cfg.seed)
     tokenizer = load_tokenizer(backbone_path)
     loggers = LoggerFactory(cfg.get("logger"), run_dir)
-    trainers = TrainerFactory(cfg.hardware, cfg.trainer, loggers, run_dir, precision)
+    trainers = TrainerFactory(cfg.hardware, cfg.trainer, loggers, run_dir, precision, run_key)
     # Objects go in through a partial: Hydra would try to turn keyword arguments into config nodes.
     data_partial = instantiate(cfg.data, _partial_=True)
     classifier_partial = instantiate(
@@ -128,6 +130,13 @@ def run_to_results(cfg: DictConfig) -> dict[str, Any]:
     quiet_libraries()
     set_trust_remote_code(cfg.model.get("trust_remote_code", False))  # the only switch; a model's own code runs if on
     run_dir = Path(cfg.paths.output_dir)
+    run_key = config_sha256(cfg)
+    finished = finished_results(run_dir, run_key)
+    if finished is not None:  # e.g. a re-launched sweep: its finished jobs cost a file read
+        info(f"{run_dir} already holds a finished run of this config (results.json); nothing to do")
+        if is_global_zero():
+            print_summary(read_json(run_dir / "rounds.json"), finished, run_dir)
+        return finished
     run_dir.mkdir(parents=True, exist_ok=True)
     check_same_config(cfg, run_dir)  # before run_info overwrites the folder's record
     precision = plan_precision(cfg.hardware.precision, cfg.hardware.accelerator)
@@ -141,7 +150,7 @@ def run_to_results(cfg: DictConfig) -> dict[str, Any]:
         save_split_fingerprints(run_dir, drawn)  # pool gold labels included: alpaca-reproduce checks the same data
     splits, hidden = hide_pool_labels(drawn)
     info(f"task '{cfg.task.name}' splits: {splits.sizes()}")
-    ctx = build_context(cfg, splits, run_dir, precision)
+    ctx = build_context(cfg, splits, run_dir, precision, run_key)
     teachers = build_teachers(cfg)
     for teacher in teachers:
         teacher.check(ctx)
@@ -159,9 +168,8 @@ def run_to_results(cfg: DictConfig) -> dict[str, Any]:
          "duplicates": splits.info["duplicates"], "wall_time_s": round(time.time() - start, 1)},
     )
     results["best_model"] = str(loop.round_dir(results["best_round"]) / "model")
+    results["config_sha256"] = run_key
     if is_global_zero():
-        write_outputs(run_dir, records, results)
-        write_run_plot(run_dir, records)
-        write_run_report(run_dir, records, results, splits.label_names)
+        write_outputs(run_dir, records, results, splits.label_names)
         print_summary(records, results, run_dir)
     return results

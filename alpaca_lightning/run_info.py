@@ -59,12 +59,18 @@ def git_state(repo: Path = REPO_ROOT) -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status) if status is not None else None}
 
 
+def config_sha256(cfg: DictConfig) -> str:
+    """The resolved config's fingerprint: alpaca-reproduce refuses an edited config, a finished run is only
+    recognised (and a mid-stage checkpoint only resumed) under the same one."""
+    return hashlib.sha256(OmegaConf.to_yaml(cfg, resolve=True).encode()).hexdigest()
+
+
 def save_run_info(cfg: DictConfig, run_dir: Path, **choices: Any) -> dict[str, Any]:
     """``choices``: what the run decided from the machine (e.g. the precision plan), with why."""
     config_text = OmegaConf.to_yaml(cfg, resolve=True)
     info = {
         "seed": cfg.seed,
-        "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),  # alpaca-reproduce refuses an edited one
+        "config_sha256": config_sha256(cfg),
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": sys.argv,
         "host": platform.node(),

@@ -18,6 +18,7 @@ from alpaca_lightning.artifacts import atomic_write_text
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.pipeline import run
+from alpaca_lightning.preemption import EXIT_PREEMPTED, Preempted, install_handlers
 
 register_resolvers()
 
@@ -51,11 +52,17 @@ def record_error(output_dir: Path, err: BaseException) -> None:
 
 @hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    install_handlers()  # SIGTERM / SIGUSR1: checkpoint and stop (alpaca_lightning/preemption.py)
     output_dir = Path(cfg.paths.output_dir)
     (output_dir / "error.txt").unlink(missing_ok=True)  # from an earlier failed attempt of this run
     try:
         check_multirun_strategy(cfg)
         results = run(cfg)
+    except Preempted as stop:
+        # One line saying what was kept and how to go on; a sweep stops here too and resumes the same way.
+        print(f"alpaca-train: {stop}. Resume with the same command and output folder "
+              f"({cfg.paths.output_dir}); exit status {EXIT_PREEMPTED} (requeue).", file=sys.stderr)
+        raise SystemExit(EXIT_PREEMPTED) from None
     except Exception as err:
         record_error(output_dir, err)
         if not isinstance(err, AlpacaError):

@@ -17,6 +17,7 @@ from pytorch_lightning.loggers import Logger
 
 from alpaca_lightning.console import ThrottledProgressBar
 from alpaca_lightning.precision import PrecisionPlan, PredictionDtype
+from alpaca_lightning.preemption import PreemptionCheckpoint, current_unit
 
 # `trainer.deterministic: true` also makes torch fill every new tensor with NaN, which costs ~8% of prediction.
 # Our kernels never read uninitialised memory, so results are identical without it (tests/test_speed.py checks).
@@ -31,7 +32,9 @@ class TrainerFactory:
         make_loggers: Callable[[str], list[Logger]],
         run_dir: Path,
         precision: PrecisionPlan,
+        run_key: str = "",
     ) -> None:
+        self.run_key = run_key  # the run's config_sha256: a mid-stage checkpoint resumes under the same config only
         self.precision = precision  # the run's plan_precision(...): hardware.precision may say "auto"
         # cpu_threads is set once per process by the pipeline; it is not a Trainer argument
         self.hardware = {**{k: v for k, v in hardware.items() if k != "cpu_threads"}, "precision": self.precision.train}
@@ -64,11 +67,15 @@ class TrainerFactory:
         callbacks: Sequence[Callback] = (),
     ) -> pl.Trainer:
         """A Trainer for one training stage. Our samplers shard by rank themselves (same global batches on
-        1 or N processes), hence ``use_distributed_sampler=False`` except for pretraining."""
-        return self._build(
-            callbacks, self.make_loggers(stage) or False, max_epochs=max_epochs, max_steps=max_steps,
-            use_distributed_sampler=use_distributed_sampler,
+        1 or N processes), hence ``use_distributed_sampler=False`` except for pretraining. The Trainer resumes a
+        checkpoint that a pre-emption left for this stage of the current unit of work (``preemption``)."""
+        preemption = PreemptionCheckpoint(stage, current_unit(), self.run_key)
+        trainer = self._build(
+            [*callbacks, preemption], self.make_loggers(stage) or False, max_epochs=max_epochs,
+            max_steps=max_steps, use_distributed_sampler=use_distributed_sampler,
         )
+        trainer.ckpt_path = preemption.resume_path()
+        return trainer
 
     def predict(self, callbacks: Sequence[Callback] = ()) -> pl.Trainer:
         """A Trainer for one ``predict``: the model is cast to the plan's prediction dtype (a cast model is faster

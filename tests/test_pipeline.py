@@ -101,7 +101,9 @@ def test_rerun_resumes_completed_rounds(synthetic_task, tmp_path) -> None:
     round2 = tmp_path / "rounds" / "round_2"
     stamp = (round2 / "metrics.json").stat().st_mtime_ns
     # An interrupted round: its folder exists but has no COMPLETE marker, so it must be redone, not trusted.
+    # results.json is written last, so a run cut in round 2 has none (else the run counts as finished).
     (round2 / "COMPLETE").unlink()
+    (tmp_path / "results.json").unlink()
     second = run(compose_config(overrides))
     assert (round2 / "metrics.json").stat().st_mtime_ns != stamp
     assert second["best"] == first["best"]

@@ -51,6 +51,7 @@ class GlobalBatchSampler:
         self.world_size = world_size
         self.num_batches = num_batches
         self.epoch = 0
+        self.resume_skip: tuple[int, int] | None = None  # (epoch, batches): a fit resumed mid-epoch
         # Lightning calls set_epoch on `batch_sampler.sampler`; point it here.
         self.sampler = self
 
@@ -83,8 +84,17 @@ class GlobalBatchSampler:
             batches = [batches[i] for i in rng.permutation(len(batches))]
         return batches
 
+    def skip_on_resume(self, epoch: int, batches: int) -> None:
+        """Leave out the first ``batches`` of ``epoch`` (once): a resumed fit continues with the very batch an
+        uninterrupted one would train on next, since the order depends on (seed, epoch) only."""
+        self.resume_skip = (epoch, batches)
+
     def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.global_batches():
+        batches = self.global_batches()
+        if self.resume_skip is not None and self.resume_skip[0] == self.epoch:
+            batches = batches[self.resume_skip[1] :]
+            self.resume_skip = None
+        for batch in batches:
             yield batch[self.rank :: self.world_size].tolist()
 
     def __len__(self) -> int:

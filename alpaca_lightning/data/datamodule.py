@@ -22,6 +22,7 @@ from transformers import PreTrainedTokenizerBase
 from alpaca_lightning.data.batching import Collator, GlobalBatchSampler, PredictionBatches
 from alpaca_lightning.data.splits import TaskSplits, TextSplit
 from alpaca_lightning.errors import DataError
+from alpaca_lightning.preemption import take_resume_skip
 
 SPLITS = ("labelled", "pool", "validation", "test")
 STREAMS = ("train", "pool")
@@ -94,6 +95,9 @@ class ConcatExamples(Dataset):
 
 
 class SelfTrainingDataModule(pl.LightningDataModule):
+    # Its training batches depend on (seed, round, epoch) only, so a fit can resume after any step of an epoch.
+    resumes_mid_epoch = True
+
     def __init__(
         self,
         splits: TaskSplits,
@@ -221,6 +225,7 @@ class SelfTrainingDataModule(pl.LightningDataModule):
         if len(dataset) == 0:
             raise DataError("The training set is empty: no labelled examples and no pseudo-labels.")
         rank, world = self._rank_and_world()
+        resume = take_resume_skip(getattr(self, "trainer", None))
         num_batches = None
         loaders = {}
         for stream in ["train"] + [s for s in self.requested_streams() if s != "train"]:
@@ -232,6 +237,8 @@ class SelfTrainingDataModule(pl.LightningDataModule):
                 group_by_length=self.group_by_length, rank=rank, world_size=world, num_batches=num_batches,
             )
             num_batches = num_batches or len(sampler)  # side streams follow the train stream's epoch
+            if resume is not None:
+                sampler.skip_on_resume(*resume)
             loaders[stream] = DataLoader(data, batch_sampler=sampler, collate_fn=self.collator,
                                          num_workers=self.num_workers)
         return CombinedLoader(loaders, mode="min_size")

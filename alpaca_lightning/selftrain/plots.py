@@ -21,6 +21,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
+from alpaca_lightning.killpoints import kill_point
+
 DPI = 110
 MAX_INCHES = 16.0  # a figure's longest side: a per-class figure of 200 classes would otherwise be 15,000 pixels
 MAX_ANNOTATED_CLASSES = 30  # beyond this, per-cell numbers are unreadable and drawing them takes minutes
@@ -36,6 +38,7 @@ def _save(fig: Figure, path: Path) -> Path:
         try:
             with os.fdopen(fd, "wb") as handle:
                 fig.savefig(handle, format="png", dpi=DPI, bbox_inches="tight")
+            kill_point(f"write {path}")
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

@@ -19,6 +19,7 @@ from pytorch_lightning.callbacks import BasePredictionWriter
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_f1_score
 
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
+from alpaca_lightning.killpoints import kill_point
 from alpaca_lightning.once import produce_once
 from alpaca_lightning.selftrain.calibration import nll
 from alpaca_lightning.models.loading import load_tensors
@@ -57,6 +58,7 @@ class ShardWriter(BasePredictionWriter):
     def write_on_batch_end(self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx):
         self._index.append(prediction["index"].detach().cpu())
         self._probs.append(prediction["probs"].detach().float().cpu())
+        kill_point(f"predict {self.out_dir} batch {batch_idx}")
 
     def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
@@ -65,6 +67,7 @@ class ShardWriter(BasePredictionWriter):
         path = shard_path(self.out_dir, trainer.global_rank, trainer.world_size)
         tmp = path.with_suffix(".tmp")
         torch.save({"index": index, "probs": probs}, tmp)
+        kill_point(f"write {path}")
         tmp.replace(path)
         trainer.strategy.barrier("prediction shards written")
 

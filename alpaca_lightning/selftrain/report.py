@@ -10,7 +10,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from alpaca_lightning.artifacts import atomic_write_csv, atomic_write_json
+from alpaca_lightning.artifacts import atomic_write_csv, atomic_write_json, read_json
+from alpaca_lightning.selftrain.run_report import write_run_plot, write_run_report
 
 # record key -> short column header of the summary table (it must fit an 80-column terminal)
 ROUND_COLUMNS = {
@@ -35,11 +36,27 @@ def build_results(records: list[dict[str, Any]], stop_reason: str, extra: dict[s
     return results
 
 
-def write_outputs(run_dir: Path, records: list[dict[str, Any]], results: dict[str, Any]) -> None:
+def write_outputs(
+    run_dir: Path, records: list[dict[str, Any]], results: dict[str, Any], label_names: list[str]
+) -> None:
+    """The round tables, figures and report, then results.json last: a run whose results.json exists is finished,
+    with every output in place (a crash in between leaves no results.json, and the re-run rewrites them all)."""
     run_dir = Path(run_dir)
     atomic_write_csv(run_dir / "rounds.csv", pd.DataFrame(records))
     atomic_write_json(run_dir / "rounds.json", records)
+    write_run_plot(run_dir, records)
+    write_run_report(run_dir, records, results, label_names)
     atomic_write_json(run_dir / "results.json", results)
+
+
+def finished_results(run_dir: Path, config_sha256: str) -> dict[str, Any] | None:
+    """results.json of a run finished in ``run_dir`` under this very config, else None (the run goes ahead and
+    reuses whatever units are complete)."""
+    path = Path(run_dir) / "results.json"
+    if not path.is_file():
+        return None
+    results = read_json(path)  # written atomically: present means complete
+    return results if results.get("config_sha256") == config_sha256 else None
 
 
 def _fmt(key: str, value: Any) -> str:

@@ -31,6 +31,7 @@ from alpaca_lightning.context import HiddenPoolLabels, RunContext
 from alpaca_lightning.data.splits import TextSplit
 from alpaca_lightning.distributed import barrier, is_global_zero
 from alpaca_lightning.errors import AlpacaError
+from alpaca_lightning.killpoints import kill_point
 from alpaca_lightning.models.base import ClassifierModule
 from alpaca_lightning.once import produce_once, seeded_build
 from alpaca_lightning.selftrain.calibration import CALIBRATIONS, fit_temperature, temper
@@ -291,6 +292,7 @@ class SelfTrainingLoop:
         diagnostics["pseudo/prior_distance"] = warn_if_skewed(k, selected, prior, self.label_names)
         quality = round_diagnostics(selected.labels, selected.gold, fused_val.probs, self.val_gold, self.label_names)
         diagnostics.update({key: none_if_nan(value) for key, value in quality.items()})
+        kill_point(f"pseudo-labels {self.round_dir(k)}")  # fused and filtered, before the student exists
         return PseudoLabelRound(selected, fused_val.probs, prior, diagnostics)
 
     def _calibrate(self, pool: Fused, val: Fused, diagnostics: dict[str, Any]) -> tuple[Fused, Fused]:
