@@ -56,7 +56,8 @@ def test_the_runs_of_a_multirun_share_a_wandb_group(synthetic_task, tmp_path) ->
 def test_a_resumed_run_logs_into_its_wandb_run_again(synthetic_task, tmp_path) -> None:
     overrides = tiny_overrides(synthetic_task, tmp_path) + ["logger=wandb", "selftrain.max_rounds=1"]
     run(compose_config(overrides))
-    run(compose_config(overrides[:-1] + ["selftrain.max_rounds=2"]))  # resumes: rounds 0-1 from disk, then round 2
+    # resumes: rounds 0-1 from disk, then round 2 (more rounds is a config change: allowed explicitly)
+    run(compose_config(overrides[:-1] + ["selftrain.max_rounds=2", "allow_config_change=true"]))
     run_id = (tmp_path / "wandb_id.txt").read_text().strip()
     runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 2 and [wandb_run_record(folder).run_id for folder in runs] == [run_id, run_id]
