@@ -46,6 +46,7 @@ from matplotlib.ticker import MaxNLocator
 if __package__ in (None, ""):  # run as `python experiments/benchmark.py`: make the `experiments` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from alpaca_lightning import aggregate
 from alpaca_lightning.aggregate import choose_recipes, find_runs, mean_std
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
 from experiments.launch import (
@@ -396,7 +397,16 @@ def benchmark(
     report["failures"] = failure_report(launch)
     report["runs_reused_from_earlier_invocations"] = sorted(set(launch.reused))
     write_report(report, variant, out_root)
+    write_alpaca_report(runs, out_root / "alpaca_report")
     return report
+
+
+def write_alpaca_report(runs: Path, out: Path) -> None:
+    """The alpaca-train rows as ``alpaca-report`` gives them, grouped by every config key that differs (its chooser
+    picks each group's recipe on validation, as above): the same numbers from the generic command."""
+    if any(runs.rglob("config_resolved.yaml")):
+        aggregate.report([runs], out, choose=[LR_KEY, EPOCHS_KEY],
+                         metrics=["best:val/acc", "best:test/acc", "best:test/f1_macro", "supervised_only:test/acc"])
 
 
 def summary(cells: list[dict[str, Any]]) -> dict[str, Any]:

@@ -45,6 +45,14 @@ def test_benchmark_smoke_variant(tmp_path) -> None:
     assert summary["gain"] == pytest.approx(st - sup)
     if full != sup:
         assert summary["gap closed"] == pytest.approx((st - sup) / (full - sup))
+    # alpaca-report's table of the same runs: one row each for supervised, self-training and full supervision
+    import csv
+
+    rows = list(csv.DictReader((tmp_path / "alpaca_report" / "report.csv").open()))
+    by_kind = {(r["split.labels_per_class"], r["selftrain.max_rounds"]): r for r in rows}
+    assert set(by_kind) == {("8", "0"), ("8", "1"), ("None", "0")}
+    assert [float(by_kind[k]["best:test/acc mean"]) for k in (("8", "0"), ("8", "1"), ("None", "0"))] == (
+        pytest.approx([sup, st, full]))
 
 
 def test_benchmark_reports_the_self_training_candidate_best_on_validation(tmp_path, monkeypatch) -> None:
