@@ -95,16 +95,36 @@ def inside_own_folder(record: RunRecord, key: str) -> bool:
     return any(str(folder) in value for folder in (record.folder, record.folder.resolve()))
 
 
-def differing_keys(records: list[RunRecord]) -> list[str]:
-    """The config keys whose values differ between runs, except the seed, paths, Hydra's own settings and values
-    that point into each run's own folder."""
+def differing_keys(records: list[RunRecord], exclude: list[str] = ()) -> list[str]:
+    """The config keys whose values differ between runs, except the seed, paths, Hydra's own settings, values that
+    point into each run's own folder, and keys that another kept key already determines (task.name determines
+    every task.* value): the fewest keys that still tell the groups apart, names and short keys first."""
     keys = sorted({key for record in records for key in record.config})
-    return [
+    differing = [
         key for key in keys
-        if not key.startswith(IGNORED_PREFIXES)
-        and len({json.dumps(r.config.get(key), sort_keys=True, default=str) for r in records}) > 1
+        if not key.startswith(IGNORED_PREFIXES) and key not in exclude
+        and len({value_of(r, key) for r in records}) > 1
         and not all(inside_own_folder(r, key) for r in records)
     ]
+    kept: list[str] = []
+    for key in sorted(differing, key=lambda k: (k.count("."), not k.endswith("name"), k)):
+        if splits_further(records, kept, key):
+            kept.append(key)
+    return sorted(kept)
+
+
+def value_of(record: RunRecord, key: str) -> str:
+    return json.dumps(record.config.get(key), sort_keys=True, default=str)
+
+
+def splits_further(records: list[RunRecord], kept: list[str], key: str) -> bool:
+    """Whether ``key`` takes two values within some group of runs that agree on every ``kept`` key."""
+    seen: dict[tuple[str, ...], str] = {}
+    for record in records:
+        group, value = tuple(value_of(record, k) for k in kept), value_of(record, key)
+        if seen.setdefault(group, value) != value:
+            return True
+    return False
 
 
 def group_runs(records: list[RunRecord], keys: list[str]) -> dict[tuple[str, ...], list[RunRecord]]:
@@ -259,7 +279,7 @@ def report(roots: list[Path], out: Path, group_by: list[str] | None = None,
     if choose and "test" in choose_on:
         raise ValueError(f"alpaca-report: --choose-on {choose_on} is a test metric; choose recipes on validation "
                          f"(e.g. best:val/acc), and report test for the chosen one.")
-    keys = list(group_by) if group_by is not None else differing_keys(finished or records)
+    keys = list(group_by) if group_by is not None else differing_keys(finished or records, exclude=choose)
     keys = [k for k in keys if k not in choose]
     unknown = [k for k in keys + choose if not any(k in r.config for r in records)]
     if unknown:

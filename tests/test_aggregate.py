@@ -105,3 +105,19 @@ def test_choose_keeps_per_group_the_recipe_best_on_mean_validation(tmp_path) -> 
     with pytest.raises(ValueError, match="test metric"):
         aggregate.report([tmp_path / "runs"], tmp_path / "out", choose=["model.classifier.optimizer.lr"],
                          choose_on="best:test/acc")
+
+
+def test_keys_that_another_key_determines_are_left_out(tmp_path) -> None:
+    # task.name determines task.label_names and the source path; the threshold varies on its own
+    tasks = {"a": (["x", "y"], "/data/a.csv"), "b": (["p", "q", "r"], "/data/b.csv")}
+    for i, (task, threshold) in enumerate([("a", 0.8), ("a", 0.9), ("b", 0.8), ("b", 0.9)]):
+        folder = tmp_path / "runs" / str(i)
+        folder.mkdir(parents=True)
+        names, path = tasks[task]
+        config = {"seed": 0, "task": {"name": task, "label_names": names, "sources": {"train": {"path": path}}},
+                  "filters": {"confidence": {"threshold": threshold}}}
+        OmegaConf.save(OmegaConf.create(config), folder / "config_resolved.yaml")
+    records = aggregate.find_runs([tmp_path / "runs"])
+    assert aggregate.differing_keys(records) == ["filters.confidence.threshold", "task.name"]
+    assert aggregate.differing_keys(records, exclude=["task.name"]) == [
+        "filters.confidence.threshold", "task.label_names"]  # the next shortest key that tells the tasks apart
