@@ -18,7 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from alpaca_lightning.artifacts import read_json
 from alpaca_lightning.console import info, quiet_libraries
-from alpaca_lightning.context import RunContext, hide_pool_labels, task_text
+from alpaca_lightning.context import HiddenPoolLabels, RunContext, hide_pool_labels, task_text
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
 from alpaca_lightning.data.splits import TaskSpec, TaskSplits, build_splits
 from alpaca_lightning.distributed import is_global_zero
@@ -113,6 +113,27 @@ def build_context(
     )
 
 
+def record_run(cfg: DictConfig, run_dir: Path) -> PrecisionPlan:
+    """The run folder's record (run_info.json, config_resolved.yaml), after refusing a folder of another config."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    check_same_config(cfg, run_dir)  # before run_info overwrites the folder's record
+    precision = plan_precision(cfg.hardware.precision, cfg.hardware.accelerator)
+    info(f"precision: training {precision.train}, prediction {precision.predict_dtype} ({precision.reason})")
+    if is_global_zero():
+        save_run_info(cfg, run_dir, precision=precision.to_dict())
+    return precision
+
+
+def draw_splits(cfg: DictConfig, run_dir: Path) -> tuple[TaskSplits, HiddenPoolLabels]:
+    """The run's splits with the pool's gold labels hidden (returned apart, for diagnostics only)."""
+    drawn = load_splits(cfg)
+    if is_global_zero():
+        save_split_fingerprints(run_dir, drawn)  # pool gold labels included: alpaca-reproduce checks the same data
+    splits, hidden = hide_pool_labels(drawn)
+    info(f"task '{cfg.task.name}' splits: {splits.sizes()}")
+    return splits, hidden
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     try:
         return run_to_results(cfg)
@@ -137,19 +158,9 @@ def run_to_results(cfg: DictConfig) -> dict[str, Any]:
         if is_global_zero():
             print_summary(read_json(run_dir / "rounds.json"), finished, run_dir)
         return finished
-    run_dir.mkdir(parents=True, exist_ok=True)
-    check_same_config(cfg, run_dir)  # before run_info overwrites the folder's record
-    precision = plan_precision(cfg.hardware.precision, cfg.hardware.accelerator)
-    info(f"precision: training {precision.train}, prediction {precision.predict_dtype} ({precision.reason})")
-    if is_global_zero():
-        save_run_info(cfg, run_dir, precision=precision.to_dict())
+    precision = record_run(cfg, run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-
-    drawn = load_splits(cfg)
-    if is_global_zero():
-        save_split_fingerprints(run_dir, drawn)  # pool gold labels included: alpaca-reproduce checks the same data
-    splits, hidden = hide_pool_labels(drawn)
-    info(f"task '{cfg.task.name}' splits: {splits.sizes()}")
+    splits, hidden = draw_splits(cfg, run_dir)
     ctx = build_context(cfg, splits, run_dir, precision, run_key)
     teachers = build_teachers(cfg)
     for teacher in teachers:
