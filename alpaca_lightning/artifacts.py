@@ -11,9 +11,9 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import pandas as pd
 
@@ -36,12 +36,17 @@ def _storage_error(err: BaseException, target: Path) -> BaseException:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda handle: handle.write(text))
+
+
+def atomic_write(path: Path, write: Callable[[IO], Any], binary: bool = False) -> None:
+    """``write(handle)`` into a temporary file beside ``path``, then rename it into place: complete or absent."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb" if binary else "w") as handle:
+            write(handle)
         kill_point(f"write {path}")
         os.replace(tmp, path)
     except BaseException as err:

@@ -6,10 +6,7 @@ reader never sees half a PNG) and closes it (figures left open leak memory over 
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from alpaca_lightning.killpoints import kill_point
+from alpaca_lightning.artifacts import atomic_write
 
 DPI = 110
 MAX_INCHES = 16.0  # a figure's longest side: a per-class figure of 200 classes would otherwise be 15,000 pixels
@@ -30,23 +27,12 @@ MAX_CLASS_TICKS = 50
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` to ``path`` as PNG via a temporary file and a rename; always close the figure."""
-    path = Path(path)
+    """Write ``fig`` to ``path`` as PNG, atomically; always close the figure."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                fig.savefig(handle, format="png", dpi=DPI, bbox_inches="tight")
-            kill_point(f"write {path}")
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        atomic_write(path, lambda handle: fig.savefig(handle, format="png", dpi=DPI, bbox_inches="tight"), binary=True)
     finally:
         plt.close(fig)
-    return path
+    return Path(path)
 
 
 def _is_number(value: Any) -> bool:
