@@ -45,18 +45,25 @@ def test_cpu_bf16_units_are_read_from_the_cpu_flags(tmp_path) -> None:
 
 def test_a_cast_for_prediction_gives_back_the_exact_trainable_weights() -> None:
     torch.manual_seed(0)
-    model = torch.nn.Linear(4, 3)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 4))
+    model[2].weight = model[0].weight  # tied, like an MLM decoder and its embeddings
+    model.register_buffer("positions", torch.arange(4))  # an integer buffer stays as it is
+    with torch.no_grad():
+        model[0].weight.add_(1e-4)  # values that bf16 rounds
+    model.eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with torch.inference_mode():  # where Lightning's predict hooks run
         saved = cast_weights(model, torch.bfloat16)
-        assert model.weight.dtype == torch.bfloat16
+        assert model[0].weight.dtype == model[1].running_mean.dtype == torch.bfloat16
+        assert model[2].weight is model[0].weight and model.positions.dtype == torch.int64
         model(torch.randn(2, 4, dtype=torch.bfloat16))
         restore_weights(model, saved)
-    assert model.weight.dtype == torch.float32
+    assert model[0].weight.dtype == torch.float32 and model[2].weight is model[0].weight
     for name, value in model.state_dict().items():
-        assert torch.equal(value, before[name]), name
+        assert value.dtype == before[name].dtype and torch.equal(value, before[name]), name
+    model.train()
     model(torch.randn(2, 4)).sum().backward()  # not inference tensors: training goes on
-    assert model.weight.grad is not None
+    assert model[0].weight.grad is not None
 
 
 def test_adam_gets_the_fused_kernel_unless_the_config_chose() -> None:
