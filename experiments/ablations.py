@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import statistics
 import sys
@@ -133,6 +134,7 @@ def summarize(dataset: str, variant: str, outcomes: list[Outcome]) -> dict[str, 
         "best_round": [o.results["best_round"] for o in ok],
         "wall_time_s": [o.results["wall_time_s"] for o in ok],
         "round0_test/acc": [r["test/acc"] for seed_rounds in rounds for r in seed_rounds if r["round"] == 0],
+        "round0_val/acc": [r["val/acc"] for seed_rounds in rounds for r in seed_rounds if r["round"] == 0],
         "best_val/acc": [o.results["best"]["val/acc"] for o in ok],  # what a default may be chosen on
         "rounds": rounds,
         "failed": {o.job.name: o.error for o in outcomes if not o.ok},
@@ -171,12 +173,14 @@ def ablations(out_root: Path, plan: Plan, launch: Launch | None = None) -> dict[
 COLUMNS = (
     "dataset",
     "variant",
+    "round 0 val / test acc",
     "val acc (best round)",
     "test acc",
     "test macro-F1",
     "best rounds",
     "pseudo-label precision",
     "selected",
+    "teacher val ECE",
     "s/run",
     "notes",
 )
@@ -194,6 +198,7 @@ def write_report(report: dict[str, Any], out_root: Path) -> None:
     )
     lines = [intro, "", table_row(*COLUMNS), "|---" * len(COLUMNS) + "|"]
     lines += [row_line(row, len(plan["seeds"])) for row in report["rows"]]
+    lines += against_reference(report["rows"])
     (out_root / "results.md").write_text("\n".join(lines + failure_lines(report)) + "\n")
     plot(report, out_root / "ablations.png")
 
@@ -204,15 +209,48 @@ def row_line(row: dict[str, Any], seeds: int) -> str:
     return table_row(
         row["dataset"],
         row["variant"],
+        f"{fmt(row.get('round0_val/acc', []))} / {fmt(row['round0_test/acc'])}",
         fmt(row["best_val/acc"]),
         fmt(row["test/acc"]),
         fmt(row["test/f1_macro"]),
         row["best_round"],
         per_round(rounds, "pseudo/acc"),
         per_round(rounds, "pseudo/count"),
+        per_round(rounds, "teacher/val_ece"),
         mean_or_dash(row["wall_time_s"]),
         notes,
     )
+
+
+def against_reference(rows: list[dict[str, Any]]) -> list[str]:
+    """Each variant's change against the reference variant on the same seeds, in points of mean accuracy: round 0
+    and the chosen round, validation (what a default is chosen on) and test, per dataset and on average."""
+    reference = {r["dataset"]: r for r in rows if r["variant"] == REFERENCE}
+    keys = ("round0_val/acc", "round0_test/acc", "best_val/acc", "test/acc")
+    changes: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        base = reference.get(row["dataset"])
+        if row["variant"] == REFERENCE or base is None or not row["test/acc"] or not base["test/acc"]:
+            continue
+        deltas = [100 * (statistics.mean(row.get(k) or [math.nan]) - statistics.mean(base.get(k) or [math.nan]))
+                  for k in keys]
+        changes.setdefault(row["variant"], {})[row["dataset"]] = deltas
+    if not changes:
+        return []
+    datasets = list(reference)
+    lines = ["", f"Change against `{REFERENCE}` in points of mean accuracy, round 0 val / test → chosen round val / "
+                 "test (validation is what a default is chosen on):", "",
+             table_row("variant", *datasets, "mean"), "|---" * (len(datasets) + 2) + "|"]
+    for variant, per_dataset in changes.items():
+        cells = [delta_cell(per_dataset[d]) if d in per_dataset else "-" for d in datasets]
+        mean = [statistics.mean(column) for column in zip(*per_dataset.values())]
+        lines.append(table_row(variant, *cells, delta_cell(mean)))
+    return lines
+
+
+def delta_cell(deltas: list[float]) -> str:
+    r0_val, r0_test, val, test = (f"{d:+.1f}" for d in deltas)
+    return f"{r0_val} / {r0_test} → {val} / {test}"
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

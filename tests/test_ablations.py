@@ -28,3 +28,20 @@ def test_ablations_smoke_plan(tmp_path) -> None:
     table = (tmp_path / "results.md").read_text()
     assert "| trec6 | filter=class_balanced |" in table and "| trec6 | filter=curriculum |" in table
     assert (tmp_path / "ablations.png").stat().st_size > 1000
+
+
+def test_changes_are_read_against_the_reference_variant_on_each_dataset() -> None:
+    from experiments.ablations import against_reference
+
+    def row(dataset: str, variant: str, r0_val: float, r0_test: float, val: float, test: float) -> dict:
+        return {"dataset": dataset, "variant": variant, "round0_val/acc": [r0_val], "round0_test/acc": [r0_test],
+                "best_val/acc": [val], "test/acc": [test]}
+
+    rows = [
+        row("sst2", "default", 0.50, 0.60, 0.55, 0.62), row("sst2", "llrd", 0.52, 0.59, 0.60, 0.64),
+        row("trec6", "default", 0.80, 0.85, 0.82, 0.86), row("trec6", "llrd", 0.80, 0.86, 0.78, 0.87),
+    ]
+    lines = against_reference(rows)
+    assert lines[-1] == "| llrd | +2.0 / -1.0 → +5.0 / +2.0 | +0.0 / +1.0 → -4.0 / +1.0 | +1.0 / +0.0 → +0.5 / +1.5 |"
+    assert not any(line.startswith("| default") for line in lines)
+    assert against_reference([r for r in rows if r["variant"] == "llrd"]) == []  # no reference: no table
