@@ -224,10 +224,13 @@ def row_line(row: dict[str, Any], seeds: int) -> str:
 
 def against_reference(rows: list[dict[str, Any]]) -> list[str]:
     """Each variant's change against the reference variant on the same seeds, in points of mean accuracy: round 0
-    and the chosen round, validation (what a default is chosen on) and test, per dataset and on average."""
+    and the chosen round, validation (what a default is chosen on) and test, per dataset and on average; and the
+    chosen round's validation change paired run by run (same dataset and seed), with its standard error, which
+    says whether a validation change is more than the noise of a tiny validation set."""
     reference = {r["dataset"]: r for r in rows if r["variant"] == REFERENCE}
     keys = ("round0_val/acc", "round0_test/acc", "best_val/acc", "test/acc")
     changes: dict[str, dict[str, list[float]]] = {}
+    paired: dict[str, list[float]] = {}
     for row in rows:
         base = reference.get(row["dataset"])
         if row["variant"] == REFERENCE or base is None or not row["test/acc"] or not base["test/acc"]:
@@ -235,17 +238,28 @@ def against_reference(rows: list[dict[str, Any]]) -> list[str]:
         deltas = [100 * (statistics.mean(row.get(k) or [math.nan]) - statistics.mean(base.get(k) or [math.nan]))
                   for k in keys]
         changes.setdefault(row["variant"], {})[row["dataset"]] = deltas
+        if not row["failed"] and not base["failed"]:  # the same seeds, in the same order
+            paired.setdefault(row["variant"], []).extend(
+                100 * (a - b) for a, b in zip(row["best_val/acc"], base["best_val/acc"]))
     if not changes:
         return []
     datasets = list(reference)
     lines = ["", f"Change against `{REFERENCE}` in points of mean accuracy, round 0 val / test → chosen round val / "
-                 "test (validation is what a default is chosen on):", "",
-             table_row("variant", *datasets, "mean"), "|---" * (len(datasets) + 2) + "|"]
+                 "test (validation is what a default is chosen on); last column: the chosen round's validation "
+                 "change paired run by run, mean ± standard error (runs):", "",
+             table_row("variant", *datasets, "mean", "paired val change"), "|---" * (len(datasets) + 3) + "|"]
     for variant, per_dataset in changes.items():
         cells = [delta_cell(per_dataset[d]) if d in per_dataset else "-" for d in datasets]
         mean = [statistics.mean(column) for column in zip(*per_dataset.values())]
-        lines.append(table_row(variant, *cells, delta_cell(mean)))
+        lines.append(table_row(variant, *cells, delta_cell(mean), paired_cell(paired.get(variant, []))))
     return lines
+
+
+def paired_cell(differences: list[float]) -> str:
+    if len(differences) < 2:
+        return "-"
+    error = statistics.stdev(differences) / math.sqrt(len(differences))
+    return f"{statistics.mean(differences):+.1f} ± {error:.1f} ({len(differences)})"
 
 
 def delta_cell(deltas: list[float]) -> str:
