@@ -196,6 +196,8 @@ def write_report(report: dict[str, Any], out_root: Path) -> None:
         f"precision (% of the selected pseudo-labels that are right) and selected count per round, mean over seeds "
         f"(round 0 is supervised only: '-'). {header(report)}"
     )
+    if plan["extra"]:
+        intro += " Every run also had: " + " ".join(f"`{o}`" for o in plan["extra"]) + "."
     lines = [intro, "", table_row(*COLUMNS), "|---" * len(COLUMNS) + "|"]
     lines += [row_line(row, len(plan["seeds"])) for row in report["rows"]]
     lines += against_reference(report["rows"])

@@ -454,6 +454,8 @@ def mean_or_dash(values: list[float], unit: str = "") -> str:
 def header(report: dict[str, Any]) -> str:
     """Where and how the runs ran: device, runs at a time, hardware config, wall time."""
     hardware = f", hardware={report['hardware']}" if report.get("hardware") else ""
+    if report["device"] == REBUILT:  # this invocation ran nothing: its launcher and wall time describe no run
+        return f"Ran on {report['device']}{hardware}; each run's own time is in s/run."
     wall = f"; wall time {report['wall_time_s'] / 60:.1f} min" if "wall_time_s" in report else ""
     launcher = f" through launcher={report['launcher']}" if report.get("launcher") else ""
     return f"Ran on {report['device']}, {report['jobs']} run(s) at a time{launcher}{hardware}{wall}."

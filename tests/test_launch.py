@@ -61,3 +61,13 @@ def test_reuse_only_starts_nothing(tmp_path) -> None:
     launch = Launch(label="rebuild", reuse_only=True)
     outcomes = launch.run([Job(["seed=0"], tmp_path / "runs" / "missing")])
     assert outcomes[0].error.startswith("not run") and not (tmp_path / "runs").exists()
+
+
+def test_a_rebuilt_report_claims_no_launcher_or_wall_time() -> None:
+    from experiments.benchmark import header
+    from experiments.launch import REBUILT
+
+    ran = {"device": "x86_64, 2 CPU cores", "jobs": 2, "launcher": "joblib", "wall_time_s": 600.0}
+    assert header(ran) == "Ran on x86_64, 2 CPU cores, 2 run(s) at a time through launcher=joblib; wall time 10.0 min."
+    rebuilt = header({**ran, "device": REBUILT, "jobs": 1, "launcher": "local", "wall_time_s": 0.4})
+    assert "wall time" not in rebuilt and "at a time" not in rebuilt and "s/run" in rebuilt
