@@ -44,7 +44,7 @@ class RunContext:
     splits: TaskSplits  # pool labels hidden
     datamodule: SelfTrainingDataModule
     make_datamodule: Callable[[TaskSplits], SelfTrainingDataModule]
-    make_classifier: Callable[[str], ClassifierModule]
+    make_classifier: Callable[..., ClassifierModule]  # (model path, lr=None: the model's optimizer lr)
     trainers: TrainerFactory
     tokenizer: PreTrainedTokenizerBase
     encoder_path: str  # the backbone, or the last round-0 stage's output
@@ -52,6 +52,7 @@ class RunContext:
     seed: int
     supervised_epochs: int
     global_batch_size: int
+    supervised_lr: float | None = None  # round 0's lr (None: the model's optimizer lr)
     prompt: dict[str, Any] | None = None
     class_prior: np.ndarray | None = None  # task.class_prior; None: estimated from the teacher on the pool
     backbone_path: str | None = None  # the encoder before the round-0 stages (selftrain.student_init=stages)

@@ -6,6 +6,8 @@ round-0 stages (stages=[...]) -> rounds (supervised round 0, then pseudo-label r
 
 from __future__ import annotations
 
+import functools
+
 import os
 import time
 from pathlib import Path
@@ -100,13 +102,18 @@ def build_context(
     def make_datamodule(task_splits: TaskSplits) -> SelfTrainingDataModule:
         return data_partial(splits=task_splits, tokenizer=tokenizer, seed=cfg.seed)
 
-    def make_classifier(path: str) -> ClassifierModule:
-        return classifier_partial(model_path=path, losses=losses)
+    def make_classifier(path: str, lr: float | None = None) -> ClassifierModule:
+        if lr is None:
+            return classifier_partial(model_path=path, losses=losses)
+        optimizer = classifier_partial.keywords["optimizer"]
+        with_lr = functools.partial(optimizer.func, *optimizer.args, **{**optimizer.keywords, "lr": lr})
+        return classifier_partial(model_path=path, losses=losses, optimizer=with_lr)
 
     return RunContext(
         splits=splits, datamodule=make_datamodule(splits), make_datamodule=make_datamodule,
         make_classifier=make_classifier, trainers=trainers, tokenizer=tokenizer, encoder_path=backbone_path,
         run_dir=run_dir, seed=cfg.seed, supervised_epochs=cfg.selftrain.supervised_epochs,
+        supervised_lr=cfg.selftrain.supervised_lr,
         global_batch_size=cfg.data.batch_size,
         prompt=OmegaConf.to_container(cfg.task.prompt, resolve=True) if cfg.task.get("prompt") else None,
         class_prior=checked_prior(cfg.task.get("class_prior"), splits.label_names), backbone_path=backbone_path,

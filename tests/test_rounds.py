@@ -246,6 +246,39 @@ def test_student_init_reset_starts_each_student_from_the_round_0_encoder(tmp_pat
     assert carry_on._student_init(2, 1, selected=None) == str(tmp_path / "rounds" / "round_1" / "model")
 
 
+def test_round_0_and_the_students_train_at_their_own_learning_rates(synthetic_task, tmp_path, monkeypatch) -> None:
+    """selftrain.supervised_lr reaches round 0's optimizer and selftrain.student_lr the student's; the model's lr is
+    the fallback, and the prediction-only builds (the teacher predicting the pool) keep it."""
+    rates: list[float] = []
+    build_context = pipeline.build_context
+
+    def spying_context(*args, **kwargs):
+        ctx = build_context(*args, **kwargs)
+        make = ctx.make_classifier
+
+        def recording(path, lr=None):
+            module = make(path, lr)
+            rates.append(module.optimizer_factory.keywords["lr"])
+            return module
+
+        return dataclasses.replace(ctx, make_classifier=recording)
+
+    monkeypatch.setattr(pipeline, "build_context", spying_context)
+    cfg = compose_config(tiny_overrides(synthetic_task, tmp_path)
+                         + [*SHORT, "selftrain.supervised_lr=0.004", "selftrain.student_lr=0.0007"])
+    model_lr = cfg.model.classifier.optimizer.lr
+    assert model_lr not in (0.004, 0.0007)
+    pipeline.run(cfg)
+    assert rates == [0.004, model_lr, model_lr, 0.0007]  # round 0, teacher on pool and validation, student
+
+
+@pytest.mark.parametrize("key", ["supervised_lr", "student_lr"])
+def test_a_learning_rate_that_is_not_positive_is_refused(key) -> None:
+    yaml = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "selftrain" / "default.yaml"))
+    with pytest.raises(AlpacaError, match=f"selftrain.{key} must be > 0"):
+        RoundSettings(**{**yaml, key: 0.0})
+
+
 def test_a_reset_student_is_built_from_the_round_0_encoder(synthetic_task, tmp_path, monkeypatch) -> None:
     """In a real run: round 0 builds from the encoder, round 1's teacher loads round 0's model to predict the pool
     and validation (once each), and round 1's student (student_init=reset) builds from the encoder again, not from
@@ -256,7 +289,7 @@ def test_a_reset_student_is_built_from_the_round_0_encoder(synthetic_task, tmp_p
     def spying_context(*args, **kwargs):
         ctx = build_context(*args, **kwargs)
         make = ctx.make_classifier
-        return dataclasses.replace(ctx, make_classifier=lambda path: built.append(str(path)) or make(path))
+        return dataclasses.replace(ctx, make_classifier=lambda path, lr=None: built.append(str(path)) or make(path, lr))
 
     monkeypatch.setattr(pipeline, "build_context", spying_context)
     cfg = compose_config(tiny_overrides(synthetic_task, tmp_path) + [*SHORT, "selftrain.student_init=reset"])

@@ -61,6 +61,8 @@ class RoundSettings:
     student_init: str
     supervised_epochs: int
     student_epochs: int
+    supervised_lr: float | None
+    student_lr: float | None
     monitor: str
     min_improvement: float
     keep_models: str
@@ -98,6 +100,9 @@ class RoundSettings:
                 f"round must be chosen on validation only (e.g. selftrain.monitor=val/acc or val/f1_macro). Test "
                 f"scores are reported for every round in rounds.csv."
             )
+        for key, lr in {"supervised_lr": self.supervised_lr, "student_lr": self.student_lr}.items():
+            if lr is not None and not lr > 0:
+                raise AlpacaError(f"selftrain.{key} must be > 0 or null (the model's optimizer lr), got {lr}.")
         if self.stage_pseudo_per_class < 0:
             raise AlpacaError(f"selftrain.stage_pseudo_per_class must be >= 0, got {self.stage_pseudo_per_class}.")
         if self.patience is not None and self.patience < 1:
@@ -222,7 +227,8 @@ class SelfTrainingLoop:
         info(f"round {k}: training on {train_size} examples (init: {init_from})")
 
         def train_and_score() -> tuple[ClassifierModule, RoundRecord, dict[str, np.ndarray]]:
-            student = seeded_build(self.ctx.seed + k, lambda: self.ctx.make_classifier(init_from))
+            lr = self.settings.supervised_lr if labelling is None else self.settings.student_lr
+            student = seeded_build(self.ctx.seed + k, lambda: self.ctx.make_classifier(init_from, lr))
             student.stage_name = f"round {k}"
             epochs = self.settings.supervised_epochs if labelling is None else self.settings.student_epochs
             self.ctx.trainers.fit(f"round_{k}", max_epochs=epochs).fit(student, datamodule=self.dm)

@@ -74,7 +74,7 @@ class ClassifierTeacher(Teacher):
         stage = f"teacher_classifier_seed{j}"
         return train_once(
             ctx.run_dir / "teachers" / f"classifier_seed{j}" / "model", seed,
-            build=lambda: ctx.make_classifier(ctx.encoder_path),
+            build=lambda: ctx.make_classifier(ctx.encoder_path, ctx.supervised_lr),
             fit=lambda module: fit_on_labelled(module, ctx, ctx.datamodule, stage, ctx.supervised_epochs),
             save=lambda module, tmp: module.save_pretrained(tmp), what=stage,
         )
