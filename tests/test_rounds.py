@@ -246,9 +246,8 @@ def test_student_init_reset_starts_each_student_from_the_round_0_encoder(tmp_pat
     assert carry_on._student_init(2, 1, selected=None) == str(tmp_path / "rounds" / "round_1" / "model")
 
 
-def test_round_0_and_the_students_train_at_their_own_learning_rates(synthetic_task, tmp_path, monkeypatch) -> None:
-    """selftrain.supervised_lr reaches round 0's optimizer and selftrain.student_lr the student's; the model's lr is
-    the fallback, and the prediction-only builds (the teacher predicting the pool) keep it."""
+def _learning_rates(synthetic_task, tmp_path, monkeypatch, overrides: list[str]) -> tuple[list[float], float]:
+    """The optimizer learning rate of every classifier that a short run builds, in order, and the model's lr."""
     rates: list[float] = []
     build_context = pipeline.build_context
 
@@ -264,12 +263,30 @@ def test_round_0_and_the_students_train_at_their_own_learning_rates(synthetic_ta
         return dataclasses.replace(ctx, make_classifier=recording)
 
     monkeypatch.setattr(pipeline, "build_context", spying_context)
-    cfg = compose_config(tiny_overrides(synthetic_task, tmp_path)
-                         + [*SHORT, "selftrain.supervised_lr=0.004", "selftrain.student_lr=0.0007"])
-    model_lr = cfg.model.classifier.optimizer.lr
-    assert model_lr not in (0.004, 0.0007)
+    cfg = compose_config(tiny_overrides(synthetic_task, tmp_path) + [*SHORT, *overrides])
     pipeline.run(cfg)
+    return rates, cfg.model.classifier.optimizer.lr
+
+
+def test_round_0_and_the_students_train_at_their_own_learning_rates(synthetic_task, tmp_path, monkeypatch) -> None:
+    """selftrain.supervised_lr reaches round 0's optimizer and selftrain.student_lr the student's; the model's lr is
+    the fallback, and the prediction-only builds (the teacher predicting the pool) keep it."""
+    rates, model_lr = _learning_rates(synthetic_task, tmp_path, monkeypatch,
+                                      ["selftrain.supervised_lr=0.004", "selftrain.student_lr=0.0007"])
+    assert model_lr not in (0.004, 0.0007)
     assert rates == [0.004, model_lr, model_lr, 0.0007]  # round 0, teacher on pool and validation, student
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_the_probe_stage_sets_round_0_learning_rate_unless_the_config_does(
+    synthetic_task, tmp_path, monkeypatch, explicit: bool
+) -> None:
+    """LP-FT: stages.probe.finetune_lr is round 0's rate after the probe; selftrain.supervised_lr overrides it; the
+    students keep the model's rate."""
+    overrides = ["stages=[probe]", "stages.probe.finetune_lr=0.003"] + (["selftrain.supervised_lr=0.004"] * explicit)
+    rates, model_lr = _learning_rates(synthetic_task, tmp_path, monkeypatch, overrides)
+    round_0 = 0.004 if explicit else 0.003
+    assert rates == [model_lr, round_0, model_lr, model_lr, model_lr]  # probe fit, round 0, teacher x2, student
 
 
 @pytest.mark.parametrize("key", ["supervised_lr", "student_lr"])

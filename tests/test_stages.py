@@ -6,12 +6,14 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 
+from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.backbone import load_tokenizer
 from alpaca_lightning.models.classifier import SequenceClassifier
 from alpaca_lightning.pipeline import load_splits, run
-from alpaca_lightning.stages.contrastive import pooled_embeddings, sentence_pairs
+from alpaca_lightning.stages.contrastive import LinearProbeStage, pooled_embeddings, sentence_pairs
 from tests.conftest import compose_config, tiny_overrides
 
 
@@ -98,3 +100,8 @@ def test_student_init_stages_needs_stages(synthetic_task, tmp_path) -> None:
     overrides = tiny_overrides(synthetic_task, tmp_path) + ["selftrain.student_init=stages"]
     with pytest.raises(AlpacaError, match="stages=\\[\\] is empty"):
         run(compose_config(overrides))
+
+
+def test_a_probe_finetune_lr_that_is_not_positive_is_refused() -> None:
+    with pytest.raises(AlpacaError, match="stages.probe.finetune_lr must be > 0"):
+        LinearProbeStage(finetune_lr=0.0)

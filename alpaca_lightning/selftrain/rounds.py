@@ -224,10 +224,10 @@ class SelfTrainingLoop:
             self.dm.start_round(k, **labelling.selected.training_fields(self.settings.label_use))
             init_from = self._student_init(k, teacher_round, labelling.selected)
         train_size = len(self.dm.training_set())
-        info(f"round {k}: training on {train_size} examples (init: {init_from})")
+        lr = self.ctx.supervised_lr if labelling is None else self.settings.student_lr
+        info(f"round {k}: training on {train_size} examples (init: {init_from}; lr: {lr if lr is not None else 'model.classifier.optimizer.lr'})")
 
         def train_and_score() -> tuple[ClassifierModule, RoundRecord, dict[str, np.ndarray]]:
-            lr = self.settings.supervised_lr if labelling is None else self.settings.student_lr
             student = seeded_build(self.ctx.seed + k, lambda: self.ctx.make_classifier(init_from, lr))
             student.stage_name = f"round {k}"
             epochs = self.settings.supervised_epochs if labelling is None else self.settings.student_epochs

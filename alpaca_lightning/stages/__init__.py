@@ -9,6 +9,7 @@ through ``alpaca_lightning.once`` so that it runs once per run and is reused on 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from alpaca_lightning.context import RunContext
@@ -16,6 +17,9 @@ from alpaca_lightning.context import RunContext
 
 class Stage:
     name = "stage"
+    # The learning rate for the fine-tuning that starts from this stage's output (round 0); None: no preference.
+    # selftrain.supervised_lr, when set, overrides it.
+    finetune_lr: float | None = None
 
     def run(self, ctx: RunContext, encoder_path: str, folder: Path) -> str:
         """Train from ``encoder_path`` into ``folder`` (this stage's own, ``<run>/stages/<i>_<name>``); return a
@@ -25,9 +29,12 @@ class Stage:
 
 def run_stages(stages: Sequence[Stage], ctx: RunContext, root: Path | None = None) -> RunContext:
     """Run the stages in order, into ``root`` (default ``<run>/stages``); the returned context carries the final
-    encoder."""
+    encoder, and round 0's learning rate from the last stage that names one (unless the config sets it)."""
     root = ctx.run_dir / "stages" if root is None else root
     for index, stage in enumerate(stages):
         folder = root / f"{index}_{stage.name}"
         ctx = ctx.with_encoder(stage.run(ctx, ctx.encoder_path, folder))
+    preferred = [stage.finetune_lr for stage in stages if stage.finetune_lr is not None]
+    if ctx.supervised_lr is None and preferred:
+        ctx = replace(ctx, supervised_lr=preferred[-1])
     return ctx

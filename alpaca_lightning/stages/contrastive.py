@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from alpaca_lightning.artifacts import atomic_write_json
 from alpaca_lightning.console import info
 from alpaca_lightning.context import RunContext
+from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.data.batching import GlobalBatchSampler, pad_token_rows
 from alpaca_lightning.models.classifier import SequenceClassifier
 from alpaca_lightning.models.contrastive import SentencePairEncoder
@@ -139,9 +140,12 @@ class LinearProbeStage(Stage):
     run's classifier's own (``model.classifier``: pooling, layer mix, top layers), and so are the saved extras
     (an attention query, mix weights, re-initialised layers), so round 0 starts exactly where the probe ended."""
 
-    def __init__(self, c: float = 1.0, name: str = "probe") -> None:
+    def __init__(self, c: float = 1.0, name: str = "probe", finetune_lr: float | None = None) -> None:
+        if finetune_lr is not None and not finetune_lr > 0:
+            raise AlpacaError(f"stages.{name}.finetune_lr must be > 0 or null (the model's lr), got {finetune_lr}.")
         self.c = c
         self.name = name
+        self.finetune_lr = finetune_lr
 
     def run(self, ctx: RunContext, encoder_path: str, folder: Path) -> str:
         def compute() -> tuple[SequenceClassifier, dict[str, Any]]:
