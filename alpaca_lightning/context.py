@@ -52,7 +52,8 @@ class RunContext:
     seed: int
     supervised_epochs: int
     global_batch_size: int
-    supervised_lr: float | None = None  # round 0's lr (None: the model's optimizer lr)
+    supervised_lr: float | None = None  # round 0's lr (None: the model's optimizer lr) ...
+    student_lr: float | None = None  # ... and the students' (selftrain.*_lr, else the round-0 stages' finetune_lr)
     prompt: dict[str, Any] | None = None
     class_prior: np.ndarray | None = None  # task.class_prior; None: estimated from the teacher on the pool
     backbone_path: str | None = None  # the encoder before the round-0 stages (selftrain.student_init=stages)

@@ -113,7 +113,7 @@ def build_context(
         splits=splits, datamodule=make_datamodule(splits), make_datamodule=make_datamodule,
         make_classifier=make_classifier, trainers=trainers, tokenizer=tokenizer, encoder_path=backbone_path,
         run_dir=run_dir, seed=cfg.seed, supervised_epochs=cfg.selftrain.supervised_epochs,
-        supervised_lr=cfg.selftrain.supervised_lr,
+        supervised_lr=cfg.selftrain.supervised_lr, student_lr=cfg.selftrain.student_lr,
         global_batch_size=cfg.data.batch_size,
         prompt=OmegaConf.to_container(cfg.task.prompt, resolve=True) if cfg.task.get("prompt") else None,
         class_prior=checked_prior(cfg.task.get("class_prior"), splits.label_names), backbone_path=backbone_path,

@@ -224,7 +224,7 @@ class SelfTrainingLoop:
             self.dm.start_round(k, **labelling.selected.training_fields(self.settings.label_use))
             init_from = self._student_init(k, teacher_round, labelling.selected)
         train_size = len(self.dm.training_set())
-        lr = self.ctx.supervised_lr if labelling is None else self.settings.student_lr
+        lr = self.ctx.supervised_lr if labelling is None else self.ctx.student_lr
         info(f"round {k}: training on {train_size} examples (init: {init_from}; lr: {lr if lr is not None else 'model.classifier.optimizer.lr'})")
 
         def train_and_score() -> tuple[ClassifierModule, RoundRecord, dict[str, np.ndarray]]:

@@ -17,8 +17,8 @@ from alpaca_lightning.context import RunContext
 
 class Stage:
     name = "stage"
-    # The learning rate for the fine-tuning that starts from this stage's output (round 0); None: no preference.
-    # selftrain.supervised_lr, when set, overrides it.
+    # The learning rate of the fine-tuning that descends from this stage's output (round 0 and the students);
+    # None: no preference. selftrain.supervised_lr and selftrain.student_lr, when set, override it.
     finetune_lr: float | None = None
 
     def run(self, ctx: RunContext, encoder_path: str, folder: Path) -> str:
@@ -29,12 +29,12 @@ class Stage:
 
 def run_stages(stages: Sequence[Stage], ctx: RunContext, root: Path | None = None) -> RunContext:
     """Run the stages in order, into ``root`` (default ``<run>/stages``); the returned context carries the final
-    encoder, and round 0's learning rate from the last stage that names one (unless the config sets it)."""
+    encoder, and the fine-tuning learning rate of the last stage that names one where the config sets none."""
     root = ctx.run_dir / "stages" if root is None else root
     for index, stage in enumerate(stages):
         folder = root / f"{index}_{stage.name}"
         ctx = ctx.with_encoder(stage.run(ctx, ctx.encoder_path, folder))
     preferred = [stage.finetune_lr for stage in stages if stage.finetune_lr is not None]
-    if ctx.supervised_lr is None and preferred:
-        ctx = replace(ctx, supervised_lr=preferred[-1])
+    if preferred:
+        ctx = replace(ctx, supervised_lr=ctx.supervised_lr or preferred[-1], student_lr=ctx.student_lr or preferred[-1])
     return ctx
