@@ -63,12 +63,12 @@ def test_benchmark_reports_the_self_training_candidate_best_on_validation(tmp_pa
     from experiments import benchmark as module
 
     # a candidate that changes round 0 too, so that the two differ on validation and the choice means something
-    candidates = {"default": [], "lr=1e-5": ["model.classifier.optimizer.lr=1e-5"]}
+    candidates = {"default": [], "finetune_lr=3e-3": ["stages.probe.finetune_lr=3e-3"]}
     monkeypatch.setitem(module.VARIANTS, "smoke", replace(module.VARIANTS["smoke"], candidates=candidates))
     report = benchmark("smoke", tmp_path, extra=["model=tiny_bert"])
-    folders = {"default": "trec6_K8_selftrain_s0", "lr=1e-5": "trec6_K8_selftrain-lr-1e-5_s0"}
+    folders = {"default": "trec6_K8_selftrain_s0", "finetune_lr=3e-3": "trec6_K8_selftrain-finetune_lr-3e-3_s0"}
     val = {name: run_best(tmp_path, folder)["val/acc"] for name, folder in folders.items()}  # one seed, one cell
-    assert val["default"] != val["lr=1e-5"], "a tie would let any choice pass"
+    assert val["default"] != val["finetune_lr=3e-3"], "a tie would let any choice pass"
     scores = {c["candidate"]: c for c in report["candidates"]}
     assert {name: scores[name]["val/acc"] for name in scores} == pytest.approx(val)
     assert report["selftrain_candidate"] == max(val, key=val.get)
