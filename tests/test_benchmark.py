@@ -75,3 +75,15 @@ def test_benchmark_reports_the_self_training_candidate_best_on_validation(tmp_pa
     chosen = run_best(tmp_path, folders[max(val, key=val.get)])
     assert report["cells"][0]["selftrain"]["test/acc"] == [chosen["test/acc"]]
     assert "Self-training settings tried" in (tmp_path / "results.md").read_text()
+
+
+def test_reuse_stages_settings_replace_the_keys_they_set() -> None:
+    from experiments.reuse_stages import parse_setting, with_overrides
+
+    name, extra = parse_setting("lr2e-5:model.classifier.optimizer.lr=2e-5,selftrain.max_rounds=0")
+    assert name == "lr2e-5" and extra == ["model.classifier.optimizer.lr=2e-5", "selftrain.max_rounds=0"]
+    assert parse_setting("default:") == ("default", [])
+    base = ["task=sst2", "model.classifier.optimizer.lr=0.0001", "selftrain.supervised_epochs=20"]
+    assert with_overrides(base, extra) == ["task=sst2", "selftrain.supervised_epochs=20", *extra]
+    with pytest.raises(SystemExit, match="NAME:OVERRIDE"):
+        parse_setting(":selftrain.max_rounds=0")
