@@ -8,8 +8,9 @@ every dataset and seed of the source: the source variant's split settings and th
 chose on validation, then the setting's overrides (an override of a key that the job already sets replaces it). The
 `stages/` folder of the source's self-training run of that split is copied into the new run folder first, so only
 round 0 and the rounds run: a few minutes per setting instead of an hour. That is valid only for settings that the
-stages do not read (learning rates after the stages, rounds, filters, calibration). Run folders: <out>/<dataset>_
-<name>_s<seed>; finished ones are reused. Prints the mean validation and test accuracy per setting and dataset.
+stages do not read (learning rates after the stages, rounds, filters, calibration). Run folders: <out>/runs/<dataset>_
+<name>_s<seed>; finished ones are reused. Prints the mean validation and test accuracy per setting and dataset, and
+writes them with the command to <out>/results.md.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python experiments/reuse_stages.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from alpaca_lightning.artifacts import read_json
+from alpaca_lightning.artifacts import atomic_write_text, read_json
 from experiments.benchmark import VARIANTS, overrides_for, recipe_overrides
 from experiments.launch import Job, Launch, Outcome
 
@@ -47,7 +48,7 @@ def setting_jobs(source: Path, out: Path, name: str, extra: list[str]) -> list[J
     for cell in report["cells"]:
         dataset, k = cell["dataset"], cell["K"]
         for seed in variant.seeds:
-            folder = out / f"{dataset}_{name}_s{seed}"
+            folder = out / "runs" / f"{dataset}_{name}_s{seed}"
             stages = source / "runs" / f"{dataset}_K{k}_selftrain_s{seed}" / "stages"
             if not (folder / "stages").exists() and stages.is_dir():
                 shutil.copytree(stages, folder / "stages")
@@ -84,6 +85,8 @@ def main() -> int:
         outcomes = launch.run(setting_jobs(args.source, args.out, name, extra), title=name)
         lines += summary_lines(name, outcomes)
     print("\n".join(lines))
+    command = " ".join(["python experiments/reuse_stages.py", *sys.argv[1:]])
+    atomic_write_text(args.out / "results.md", f"`{command}`\n\n```\n" + "\n".join(lines) + "\n```\n")
     return 1 if launch.failures else 0
 
 
