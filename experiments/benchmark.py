@@ -82,6 +82,10 @@ class Variant:
     peers: bool = False  # add the rows of experiments/peers.py (needs the `peers` extra)
 
 
+# The quick variant's stage candidates were measured before stages.probe.finetune_lr existed: they fine-tuned round 0
+# and the students at the recipe's rate, which these overrides keep.
+PROBE_AT_RECIPE_RATE = ["stages=[contrastive,probe]", "stages.probe.finetune_lr=null"]
+
 VARIANTS = {
     "quick": Variant(
         datasets=["sst2", "agnews", "trec6"],
@@ -96,14 +100,14 @@ VARIANTS = {
         # that a run folder keeps its meaning when the defaults change
         candidates={
             "stages=[]": ["stages=[]"],
-            "stages=[contrastive,probe]": ["stages=[contrastive,probe]"],
+            "stages=[contrastive,probe]": PROBE_AT_RECIPE_RATE,
             "losses=[supervised,consistency]": ["stages=[]", "losses=[supervised,consistency]"],
-            "contrastive+probe+consistency": ["stages=[contrastive,probe]", "losses=[supervised,consistency]"],
+            "contrastive+probe+consistency": [*PROBE_AT_RECIPE_RATE, "losses=[supervised,consistency]"],
             "losses.supervised.cutoff=0.1": ["stages=[]", "losses.supervised.cutoff=0.1"],
-            "student_init=stages": ["stages=[contrastive,probe]", "selftrain.student_init=stages"],
-            "calibration=temperature": ["stages=[contrastive,probe]", "selftrain.calibration=temperature"],
+            "student_init=stages": [*PROBE_AT_RECIPE_RATE, "selftrain.student_init=stages"],
+            "calibration=temperature": [*PROBE_AT_RECIPE_RATE, "selftrain.calibration=temperature"],
             "propagation+agreement": [
-                "stages=[contrastive,probe]", "teachers=[classifier,propagation]", "fusion=agreement",
+                *PROBE_AT_RECIPE_RATE, "teachers=[classifier,propagation]", "fusion=agreement",
             ],
         },
     ),
