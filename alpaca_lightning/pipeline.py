@@ -7,7 +7,6 @@ round-0 stages (stages=[...]) -> rounds (supervised round 0, then pseudo-label r
 from __future__ import annotations
 
 import functools
-
 import os
 import time
 from pathlib import Path

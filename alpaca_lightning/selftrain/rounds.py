@@ -225,7 +225,8 @@ class SelfTrainingLoop:
             init_from = self._student_init(k, teacher_round, labelling.selected)
         train_size = len(self.dm.training_set())
         lr = self.ctx.supervised_lr if labelling is None else self.ctx.student_lr
-        info(f"round {k}: training on {train_size} examples (init: {init_from}; lr: {lr if lr is not None else 'model.classifier.optimizer.lr'})")
+        rate = lr if lr is not None else "model.classifier.optimizer.lr"
+        info(f"round {k}: training on {train_size} examples (init: {init_from}; lr: {rate})")
 
         def train_and_score() -> tuple[ClassifierModule, RoundRecord, dict[str, np.ndarray]]:
             student = seeded_build(self.ctx.seed + k, lambda: self.ctx.make_classifier(init_from, lr))

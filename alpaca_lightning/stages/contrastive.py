@@ -17,8 +17,8 @@ from torch.utils.data import DataLoader
 from alpaca_lightning.artifacts import atomic_write_json
 from alpaca_lightning.console import info
 from alpaca_lightning.context import RunContext
-from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.data.batching import GlobalBatchSampler, pad_token_rows
+from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.classifier import SequenceClassifier
 from alpaca_lightning.models.contrastive import SentencePairEncoder
 from alpaca_lightning.once import produce_once, train_once
