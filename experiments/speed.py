@@ -111,10 +111,10 @@ def setup(overrides: list[str], train_size: int, predict_size: int, test_size: i
     return Bench(cfg, splits, backbone, work_dir)
 
 
-def new_classifier(bench: Bench) -> ClassifierModule:
+def new_classifier(bench: Bench, **options: Any) -> ClassifierModule:
     pl.seed_everything(0, verbose=False)
     partial = instantiate(bench.cfg.model.classifier, num_labels=bench.num_labels,
-                          global_batch_size=bench.cfg.data.batch_size)
+                          global_batch_size=bench.cfg.data.batch_size, **options)
     return partial(model_path=bench.backbone_path, losses=[Supervised()])
 
 
@@ -230,8 +230,9 @@ def training_rows(bench: Bench, repeats: int) -> tuple[list[Row], ClassifierModu
     batch = bench.cfg.data.predict_batch_size
     n = len(bench.splits.labelled)
 
-    def project_fit(bench: Bench, plan: PrecisionPlan) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
-        module, dm = new_classifier(bench), datamodule(bench)
+    def project_fit(bench: Bench, plan: PrecisionPlan, **options: Any) -> Callable[[dict[str, torch.Tensor]],
+                                                                                     torch.Tensor]:
+        module, dm = new_classifier(bench, **options), datamodule(bench)
         trainers(bench, plan, "fit").fit("speed", max_epochs=1).fit(module, datamodule=dm)
         return module.eval()
 
@@ -244,6 +245,8 @@ def training_rows(bench: Bench, repeats: int) -> tuple[list[Row], ClassifierModu
             "HF Trainer, group by length, fp32": lambda: hf_fit(bench, False),
             "HF Trainer, group by length, bf16": lambda: hf_fit(bench, True),
             "project fit, 32-true": lambda: project_fit(bench, FP32),
+            # what training only the fit's own embedding rows saves (models/embedding_rows.py)
+            "project fit, 32-true, embedding_updates=all": lambda: project_fit(bench, FP32, embedding_updates="all"),
             "project fit, bf16-mixed": lambda: project_fit(bench, BF16),
         }
 

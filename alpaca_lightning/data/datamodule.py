@@ -76,6 +76,9 @@ class ExampleDataset(Dataset):
     def lengths(self) -> np.ndarray:
         return self.encoded.lengths[self.positions]
 
+    def token_ids(self) -> set[int]:
+        return {token for pos in self.positions for token in self.encoded.input_ids[pos]}
+
 
 class ConcatExamples(Dataset):
     def __init__(self, parts: list[ExampleDataset]):
@@ -92,6 +95,9 @@ class ConcatExamples(Dataset):
     @property
     def lengths(self) -> np.ndarray:
         return np.concatenate([p.lengths for p in self.parts])
+
+    def token_ids(self) -> set[int]:
+        return set().union(*(p.token_ids() for p in self.parts))
 
 
 class SelfTrainingDataModule(pl.LightningDataModule):
@@ -219,6 +225,14 @@ class SelfTrainingDataModule(pl.LightningDataModule):
         if stream == "train":
             return self.training_set()
         return self.prediction_set("pool")  # texts and indices only: the pool's labels are never served
+
+    def training_token_ids(self, streams: list[str]) -> list[int]:
+        """Every token id that a training batch of these streams can hold (padding included), sorted: the same
+        on every process, whatever its share of the batches."""
+        ids = {self.collator.pad_token_id}
+        for stream in streams:
+            ids |= self.stream_dataset(stream).token_ids()
+        return sorted(ids)
 
     def train_dataloader(self) -> CombinedLoader:
         dataset = self.training_set()

@@ -48,14 +48,21 @@ class TransformerModule(pl.LightningModule):
         self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
         gradient_clip_algorithm: str | None = None,
     ) -> None:
-        """Lightning's mixed-precision plugin refuses to clip for a fused optimizer, because under fp16 such an
-        optimizer unscales the gradients itself. bf16 has no loss scaling: the gradients are the true ones, so clip
-        them as full precision would."""
+        """Where the gradients are the true ones (full precision, or bf16 without loss scaling), clip them here:
+        by norm with ``optim.clip_grad_norm``, by value as Lightning would. Lightning's mixed-precision plugin refuses
+        to clip for a fused optimizer, because under fp16 such an optimizer unscales the gradients itself; bf16 has no
+        loss scaling. Other plugins (fp16, sharded strategies) clip their own way."""
         plugin = self.trainer.precision_plugin
-        if isinstance(plugin, MixedPrecision) and plugin.scaler is None:
-            Precision.clip_gradients(plugin, optimizer, gradient_clip_val or 0.0, gradient_clip_algorithm or "norm")
+        true_gradients = type(plugin) is Precision or (isinstance(plugin, MixedPrecision) and plugin.scaler is None)
+        if not true_gradients:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
             return
-        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+        if not gradient_clip_val:
+            return
+        if (gradient_clip_algorithm or "norm") == "norm":
+            optim.clip_grad_norm(list(plugin.main_params(optimizer)), float(gradient_clip_val))
+        else:
+            Precision.clip_gradients(plugin, optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def check_finite(self, loss: torch.Tensor) -> torch.Tensor:
         if not torch.isfinite(loss.detach()).all():

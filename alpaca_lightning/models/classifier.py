@@ -23,8 +23,10 @@ from transformers import AutoModel
 
 from alpaca_lightning.console import info, log
 from alpaca_lightning.errors import AlpacaError
-from alpaca_lightning.models import adaptive
+from alpaca_lightning.models import adaptive, embedding_rows
 from alpaca_lightning.models.base import ClassifierModule, encoder_inputs
+from alpaca_lightning.models.dropout import use_uniform_mask_dropout
+from alpaca_lightning.models.embedding_rows import EMBEDDING_UPDATES
 from alpaca_lightning.models.features import FeatureExtractor, FeatureSpec
 from alpaca_lightning.models.loading import from_pretrained, load_tensors
 from alpaca_lightning.models.losses import Loss
@@ -55,6 +57,7 @@ class SequenceClassifier(ClassifierModule):
         gradual_unfreezing: int | None = None,
         reinit_layers: int = 0,
         lora: dict | None = None,
+        embedding_updates: str = "seen",
     ) -> None:
         super().__init__(optimizer, scheduler, weight_decay, global_batch_size, losses)
         self.num_labels = num_labels
@@ -67,6 +70,11 @@ class SequenceClassifier(ClassifierModule):
         self.feature_lr_scale = feature_lr_scale
         adaptive.check_options(self.num_layers, llrd, gradual_unfreezing, reinit_layers, lora)
         self.llrd, self.gradual_unfreezing = llrd, gradual_unfreezing
+        if embedding_updates not in EMBEDDING_UPDATES:
+            raise AlpacaError(f"model.classifier.embedding_updates={embedding_updates!r}: choose one of "
+                              f"{list(EMBEDDING_UPDATES)} (seen: train only the word-embedding rows of the fit's "
+                              f"tokens; all: every row, as plain AdamW).")
+        self.embedding_updates = embedding_updates
         self.model.train()  # from_pretrained returns eval mode; Lightning switches modes per stage itself
         # The head pools hidden states itself; an unused pooler would also make DDP fail (parameters without
         # gradients). It is kept outside the module (a tuple hides it from nn.Module) and saved with the encoder:
@@ -77,6 +85,7 @@ class SequenceClassifier(ClassifierModule):
         hidden_size = self.model.config.hidden_size
         self.extractor = FeatureExtractor(self.spec, hidden_size, self.num_layers)
         self.head = new_head(self.spec.output_size(hidden_size), num_labels, dropout)
+        use_uniform_mask_dropout(self)
         folder = Path(model_path)
         if reinit_layers and not (folder / HEAD_CONFIG).is_file():
             # Only on a plain encoder: a classifier's folder (probe stage, earlier round) carries the result already.
@@ -109,6 +118,7 @@ class SequenceClassifier(ClassifierModule):
             self.extractor.load_state_dict(load_tensors(folder / FEATURE_WEIGHTS))
 
     def save_pretrained(self, folder: Path) -> None:
+        embedding_rows.restore_all_rows(self.model)
         encoder = adaptive.plain_encoder(self.model)
         if self._unused_pooler:
             encoder.pooler = self._unused_pooler[0]
@@ -137,6 +147,19 @@ class SequenceClassifier(ClassifierModule):
         if self.llrd is None or not parameter_name.startswith("model."):
             return 1.0
         return adaptive.llrd_scale(parameter_name, self.num_layers, self.llrd)
+
+    # --- a fit trains the embedding rows of its own tokens only (models/embedding_rows.py) ----------------------
+    def setup(self, stage: str) -> None:
+        # Before a checkpoint is restored and before the optimizer and DDP see the parameters.
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if stage != "fit" or self.embedding_updates != "seen" or not hasattr(datamodule, "training_token_ids"):
+            return
+        token_ids = torch.tensor(datamodule.training_token_ids(self.streams), dtype=torch.long)
+        embedding_rows.train_seen_rows_only(self.model, token_ids)
+
+    def teardown(self, stage: str) -> None:
+        if stage == "fit":
+            embedding_rows.restore_all_rows(self.model)
 
     def on_fit_start(self) -> None:
         counts = self.parameter_counts

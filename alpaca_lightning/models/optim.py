@@ -56,6 +56,22 @@ def constant(optimizer: torch.optim.Optimizer, num_training_steps: int) -> Lambd
     return LambdaLR(optimizer, lambda step: 1.0)
 
 
+def clip_grad_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> None:
+    """``torch.nn.utils.clip_grad_norm_``, which scales the gradients by min(1, max_norm / (norm + 1e-6)), without
+    the scaling when that factor is 1: it changes no gradient, yet is a pass over all of them (about 2% of a CPU
+    step here). The test needs the norm on the host, so on other devices (where it would wait for the device)
+    torch's function runs as it is."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    if any(g.device.type != "cpu" for g in grads):
+        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+        return
+    total_norm = torch.nn.utils.get_total_norm(grads)
+    if float(max_norm / (total_norm + 1e-6)) < 1.0:
+        torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, total_norm)
+
+
 FUSED_KERNELS = (torch.optim.AdamW, torch.optim.Adam)
 FUSED_DEVICES = ("cpu", "cuda")
 
