@@ -58,9 +58,10 @@ def constant(optimizer: torch.optim.Optimizer, num_training_steps: int) -> Lambd
 
 def clip_grad_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> None:
     """``torch.nn.utils.clip_grad_norm_``, which scales the gradients by min(1, max_norm / (norm + 1e-6)), without
-    the scaling when that factor is 1: it changes no gradient, yet is a pass over all of them (about 2% of a CPU
-    step here). The test needs the norm on the host, so on other devices (where it would wait for the device)
-    torch's function runs as it is."""
+    the scaling when that factor is 1: it changes no gradient, yet is a pass over all of them. That is most steps
+    once a fit has converged (round 0's later epochs on a few labels); a first epoch clips nearly every step (63 of
+    64 in experiments/speed.py). The test needs the norm on the host, so on other devices (where it would wait for
+    the device) torch's function runs as it is."""
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
         return
