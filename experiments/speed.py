@@ -12,6 +12,8 @@ Sections (each row: sentences per second; ratios against baselines measured in t
               fp32 and bf16, with the argmax agreement and accuracy of each low-precision path against its fp32
               twin (the models are the fine-tuned ones)
   rounds      one round's work at growing pool sizes: predict the pool, then a student epoch over it
+  profile     (not by default) torch.profiler over one fp32 epoch of the project's fit: the share of matrix
+              products, the optimizer and dropout masks, and the whole operator table in profile_training.txt
   default job (--default-job REF) the embedded default job (``alpaca-train``, seed 0) at REF and at the working
               tree, one after the other: wall time and test accuracy
 
@@ -181,6 +183,13 @@ def hf_pipeline_labels(bench: Bench, texts: list[str]) -> list[str]:
                                              max_length=bench.cfg.data.max_length)]
 
 
+def project_fit(bench: Bench, plan: PrecisionPlan, **options: Any) -> ClassifierModule:
+    """One epoch of the project's fit, as a round runs it; returns the module in eval mode."""
+    module, dm = new_classifier(bench, **options), datamodule(bench)
+    trainers(bench, plan, "fit").fit("speed", max_epochs=1).fit(module, datamodule=dm)
+    return module.eval()
+
+
 def hf_trainer_fit(bench: Bench, bf16: bool) -> torch.nn.Module:
     """One epoch of HF's Trainer with the project's recipe (lr, weight decay, warm-up, clipping, batch 16)."""
     from datasets import Dataset
@@ -229,12 +238,6 @@ def training_rows(bench: Bench, repeats: int) -> tuple[list[Row], ClassifierModu
     test_encoded = encode(test.texts, tokenizer, bench.cfg.data.max_length)
     batch = bench.cfg.data.predict_batch_size
     n = len(bench.splits.labelled)
-
-    def project_fit(bench: Bench, plan: PrecisionPlan, **options: Any) -> Callable[[dict[str, torch.Tensor]],
-                                                                                     torch.Tensor]:
-        module, dm = new_classifier(bench, **options), datamodule(bench)
-        trainers(bench, plan, "fit").fit("speed", max_epochs=1).fit(module, datamodule=dm)
-        return module.eval()
 
     def hf_fit(bench: Bench, bf16: bool) -> Callable[[dict[str, torch.Tensor]], torch.Tensor]:
         model = hf_trainer_fit(bench, bf16)
@@ -304,6 +307,31 @@ def prediction_rows(bench: Bench, module: ClassifierModule, repeats: int) -> lis
             if probs is not twin:
                 extra["argmax_agreement"] = float((probs.argmax(1) == twin.argmax(1)).mean())
         rows.append(Row("prediction", name, len(pool) / seconds, seconds, extra))
+    return rows
+
+
+PROFILE_GROUPS = {
+    "matrix products (mm, addmm, bmm)": ("aten::mm", "aten::addmm", "aten::bmm"),
+    "fused AdamW": ("aten::_fused_adamw_",),
+    "dropout masks (bernoulli_, uniform_)": ("aten::bernoulli_", "aten::uniform_"),
+}
+
+
+def profile_rows(bench: Bench, out: Path) -> list[Row]:
+    """Where one fp32 epoch of the project's fit spends its time: torch.profiler's self CPU time per operator,
+    grouped; the whole table goes to ``out/profile_training.txt``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    project_fit(replace(bench, splits=replace(bench.splits, labelled=bench.splits.labelled.subset(range(64)))), FP32)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        project_fit(bench, FP32)
+    events = prof.key_averages()
+    atomic_write_text(out / "profile_training.txt", events.table(sort_by="self_cpu_time_total", row_limit=30))
+    total = sum(e.self_cpu_time_total for e in events)
+    rows = []
+    for name, ops in PROFILE_GROUPS.items():
+        spent = sum(e.self_cpu_time_total for e in events if e.key in ops)
+        rows.append(Row("profile", name, 0.0, spent / 1e6, {"share": spent / total}))
     return rows
 
 
@@ -413,6 +441,8 @@ def markdown(report: dict[str, Any]) -> str:
                       f"(ratio: against {BASELINES['prediction']}; ratio 2: against {SECOND_BASELINE['prediction']})",
         "rounds": "One round (predict the pool, one student epoch over it), auto precision",
         "default job": "The embedded default job (`alpaca-train`, seed 0), base commit against the working tree",
+        "profile": "Where one fp32 epoch of the project's fit spends its time (torch.profiler, self CPU time; "
+                   "the whole table: profile_training.txt)",
         "batch sizes": f"Hand loop by prediction batch size, {report['predict_size']} sentences (ratio: against "
                        f"{BASELINES['batch sizes']})",
     }
@@ -421,7 +451,7 @@ def markdown(report: dict[str, Any]) -> str:
         if not rows:
             continue
         keys = [k for k in ("sentences_per_s", "ratio", "ratio_2", "seconds", "test_acc", "accuracy",
-                            "argmax_agreement", "ms_per_pool_example", "round0_test_acc", "best_round")
+                            "argmax_agreement", "ms_per_pool_example", "round0_test_acc", "best_round", "share")
                 if any(k in r for r in rows)]
         lines += [f"## {title}", "", "| path | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for r in rows:
@@ -434,7 +464,7 @@ def markdown(report: dict[str, Any]) -> str:
 def format_cell(key: str, value: Any) -> str:
     if value is None or value == "":
         return ""
-    if key in ("test_acc", "accuracy", "argmax_agreement", "round0_test_acc"):
+    if key in ("test_acc", "accuracy", "argmax_agreement", "round0_test_acc", "share"):
         return f"{100 * value:.1f}%"
     if key.startswith("ratio"):
         return f"{value:.2f}x"
@@ -473,7 +503,7 @@ def main() -> int:
     parser.add_argument("--train-repeats", type=int, default=3, help="training timings: median of this many")
     parser.add_argument("--round-pools", type=int, nargs="*", default=[500, 1000, 2000, 4000, 8000])
     parser.add_argument("--sections", nargs="+", default=["training", "prediction", "rounds"],
-                        choices=["training", "prediction", "rounds", "batch_sizes"])
+                        choices=["training", "prediction", "rounds", "batch_sizes", "profile"])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64, 128, 256],
                         help="the batch_sizes section: prediction batch sizes to compare")
     parser.add_argument("--default-job", metavar="REF", help="also time alpaca-train at this git commit and now")
@@ -505,6 +535,8 @@ def run(args: argparse.Namespace) -> int:
             predict_bench = replace(bench, splits=replace(bench.splits,
                                                           pool=bench.splits.pool.subset(range(args.predict_size))))
             rows += batch_size_rows(predict_bench, args.batch_sizes, args.repeats)
+        if "profile" in args.sections:
+            rows += profile_rows(bench, args.out)
         auto = plan_precision("auto", "cpu")
         if "rounds" in args.sections:
             rows += round_rows(bench, args.round_pools, auto)

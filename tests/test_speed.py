@@ -16,7 +16,7 @@ def test_speed_benchmark_smoke(synthetic_task, tmp_path) -> None:
     ]
     args = argparse.Namespace(
         out=tmp_path, train_size=64, predict_size=96, test_size=50, repeats=1, train_repeats=1, round_pools=[32, 64],
-        sections=["training", "prediction", "rounds"], default_job=None, job_override=[], override=overrides,
+        sections=["training", "prediction", "rounds", "profile"], default_job=None, job_override=[], override=overrides,
     )
     assert speed.run(args) == 0
     report = json.loads((tmp_path / "speed.json").read_text())
@@ -26,5 +26,8 @@ def test_speed_benchmark_smoke(synthetic_task, tmp_path) -> None:
     bf16 = rows[("prediction", "project predict_split, bfloat16")]
     assert 0.0 <= bf16["argmax_agreement"] <= 1.0 and "ratio" in bf16 and "ratio_2" in bf16
     assert [p for s, p in rows if s == "rounds"] == ["pool 32", "pool 64"]
+    shares = [r["share"] for (s, _), r in rows.items() if s == "profile"]
+    assert len(shares) == 3 and 0 < sum(shares) <= 1 and rows[("profile", "fused AdamW")]["share"] > 0
+    assert "aten::" in (tmp_path / "profile_training.txt").read_text()
     table = (tmp_path / "speed.md").read_text()
     assert "| HF pipeline, fp32 |" in table and "hardware.precision=auto" in table
