@@ -452,7 +452,7 @@ def markdown(report: dict[str, Any]) -> str:
             continue
         keys = [k for k in ("sentences_per_s", "ratio", "ratio_2", "seconds", "test_acc", "accuracy",
                             "argmax_agreement", "ms_per_pool_example", "round0_test_acc", "best_round", "share")
-                if any(k in r for r in rows)]
+                if any(k in r for r in rows) and not (k == "sentences_per_s" and not any(r[k] for r in rows))]
         lines += [f"## {title}", "", "| path | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for r in rows:
             cells = [format_cell(k, r.get(k)) for k in keys]
