@@ -12,6 +12,8 @@ Sections (each row: sentences per second; ratios against baselines measured in t
               fp32 and bf16, with the argmax agreement and accuracy of each low-precision path against its fp32
               twin (the models are the fine-tuned ones)
   rounds      one round's work at growing pool sizes: predict the pool, then a student epoch over it
+  pairs       (not by default) the fp32 fit training only its own embedding rows against every row, in --pairs
+              back-to-back pairs of alternating order: the median and spread of the per-pair time ratio
   profile     (not by default) torch.profiler over one fp32 epoch of the project's fit: the share of matrix
               products, the optimizer and dropout masks, and the whole operator table in profile_training.txt
   default job (--default-job REF) the embedded default job (``alpaca-train``, seed 0) at REF and at the working
@@ -310,6 +312,27 @@ def prediction_rows(bench: Bench, module: ClassifierModule, repeats: int) -> lis
     return rows
 
 
+def paired_rows(bench: Bench, pairs: int) -> list[Row]:
+    """The fp32 fit with ``embedding_updates=seen`` (the default) against ``all``, in back-to-back pairs whose
+    order alternates: on a shared machine whose speed drifts, the ratio within each pair is steadier than a ratio
+    of medians. Reports each path's median rate and the median and spread of the per-pair time ratios."""
+    n = len(bench.splits.labelled)
+    warm = replace(bench, splits=replace(bench.splits, labelled=bench.splits.labelled.subset(range(64))))
+    options = {"seen": {}, "all": {"embedding_updates": "all"}}
+    for name in options:
+        project_fit(warm, FP32, **options[name])
+    seconds: dict[str, list[float]] = {"seen": [], "all": []}
+    for pair in range(pairs):
+        for name in (("seen", "all") if pair % 2 == 0 else ("all", "seen")):
+            spent, _ = timed(lambda: project_fit(bench, FP32, **options[name]))
+            seconds[name].append(spent)
+    ratios = [a / s for a, s in zip(seconds["all"], seconds["seen"])]
+    spread = {"pair_ratio_median": statistics.median(ratios), "pair_ratio_min": min(ratios),
+              "pair_ratio_max": max(ratios)}
+    return [Row("pairs", f"project fit, 32-true, embedding_updates={name}", n / statistics.median(seconds[name]),
+                statistics.median(seconds[name]), spread if name == "seen" else {}) for name in ("all", "seen")]
+
+
 PROFILE_GROUPS = {
     "matrix products (mm, addmm, bmm)": ("aten::mm", "aten::addmm", "aten::bmm"),
     "fused AdamW": ("aten::_fused_adamw_",),
@@ -441,6 +464,8 @@ def markdown(report: dict[str, Any]) -> str:
                       f"(ratio: against {BASELINES['prediction']}; ratio 2: against {SECOND_BASELINE['prediction']})",
         "rounds": "One round (predict the pool, one student epoch over it), auto precision",
         "default job": "The embedded default job (`alpaca-train`, seed 0), base commit against the working tree",
+        "pairs": "Training only the fit's own embedding rows, in back-to-back pairs of fp32 fits (pair ratio: the "
+                 "time with every row over the time with the fit's rows, within each pair)",
         "profile": "Where one fp32 epoch of the project's fit spends its time (torch.profiler, self CPU time; "
                    "the whole table: profile_training.txt)",
         "batch sizes": f"Hand loop by prediction batch size, {report['predict_size']} sentences (ratio: against "
@@ -451,7 +476,8 @@ def markdown(report: dict[str, Any]) -> str:
         if not rows:
             continue
         keys = [k for k in ("sentences_per_s", "ratio", "ratio_2", "seconds", "test_acc", "accuracy",
-                            "argmax_agreement", "ms_per_pool_example", "round0_test_acc", "best_round", "share")
+                            "argmax_agreement", "ms_per_pool_example", "round0_test_acc", "best_round", "share",
+                            "pair_ratio_median", "pair_ratio_min", "pair_ratio_max")
                 if any(k in r for r in rows) and not (k == "sentences_per_s" and not any(r[k] for r in rows))]
         lines += [f"## {title}", "", "| path | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
         for r in rows:
@@ -466,7 +492,7 @@ def format_cell(key: str, value: Any) -> str:
         return ""
     if key in ("test_acc", "accuracy", "argmax_agreement", "round0_test_acc", "share"):
         return f"{100 * value:.1f}%"
-    if key.startswith("ratio"):
+    if key.startswith("ratio") or key.startswith("pair_ratio"):
         return f"{value:.2f}x"
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
@@ -503,7 +529,8 @@ def main() -> int:
     parser.add_argument("--train-repeats", type=int, default=3, help="training timings: median of this many")
     parser.add_argument("--round-pools", type=int, nargs="*", default=[500, 1000, 2000, 4000, 8000])
     parser.add_argument("--sections", nargs="+", default=["training", "prediction", "rounds"],
-                        choices=["training", "prediction", "rounds", "batch_sizes", "profile"])
+                        choices=["training", "prediction", "rounds", "batch_sizes", "profile", "pairs"])
+    parser.add_argument("--pairs", type=int, default=8, help="the pairs section: how many pairs of fits")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 64, 128, 256],
                         help="the batch_sizes section: prediction batch sizes to compare")
     parser.add_argument("--default-job", metavar="REF", help="also time alpaca-train at this git commit and now")
@@ -537,6 +564,8 @@ def run(args: argparse.Namespace) -> int:
             rows += batch_size_rows(predict_bench, args.batch_sizes, args.repeats)
         if "profile" in args.sections:
             rows += profile_rows(bench, args.out)
+        if "pairs" in args.sections:
+            rows += paired_rows(bench, args.pairs)
         auto = plan_precision("auto", "cpu")
         if "rounds" in args.sections:
             rows += round_rows(bench, args.round_pools, auto)

@@ -16,7 +16,7 @@ def test_speed_benchmark_smoke(synthetic_task, tmp_path) -> None:
     ]
     args = argparse.Namespace(
         out=tmp_path, train_size=64, predict_size=96, test_size=50, repeats=1, train_repeats=1, round_pools=[32, 64],
-        sections=["training", "prediction", "rounds", "profile"], default_job=None, job_override=[], override=overrides,
+        sections=["training", "prediction", "rounds", "profile", "pairs"], pairs=2, default_job=None, job_override=[], override=overrides,
     )
     assert speed.run(args) == 0
     report = json.loads((tmp_path / "speed.json").read_text())
@@ -29,5 +29,7 @@ def test_speed_benchmark_smoke(synthetic_task, tmp_path) -> None:
     shares = [r["share"] for (s, _), r in rows.items() if s == "profile"]
     assert len(shares) == 3 and 0 < sum(shares) <= 1 and rows[("profile", "fused AdamW")]["share"] > 0
     assert "aten::" in (tmp_path / "profile_training.txt").read_text()
+    seen = rows[("pairs", "project fit, 32-true, embedding_updates=seen")]
+    assert seen["pair_ratio_min"] <= seen["pair_ratio_median"] <= seen["pair_ratio_max"]
     table = (tmp_path / "speed.md").read_text()
     assert "| HF pipeline, fp32 |" in table and "hardware.precision=auto" in table

@@ -1,9 +1,9 @@
-"""Dropout whose mask comes from ``torch.rand_like`` on a CPU.
+"""Dropout whose mask comes from uniform numbers on a CPU.
 
-torch's CPU dropout draws its mask with ``bernoulli_``, which takes about twice as long as drawing uniform numbers
-and comparing them with ``p``: over MiniLM's 13 dropout layers that was 3% of a training step at batch 16. The mask
-has the same distribution (each value kept with probability 1 - p, scaled by 1 / (1 - p)); only the random stream
-differs. Other devices keep torch's own fused kernel.
+torch's CPU dropout draws its mask with ``bernoulli_``, which is slower there than drawing uniform numbers and
+comparing them with ``p``; with MiniLM's short sentences at batch 16 the masks are a few percent of a training step.
+The mask has the same distribution (each value kept with probability 1 - p, scaled by 1 / (1 - p)); only the random
+stream differs. Other devices keep torch's own fused kernel.
 """
 
 from __future__ import annotations
