@@ -1,0 +1,25 @@
+"""experiments/selection_precision.py on a finished tiny run: every kept teacher round is scored against gold."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from alpaca_lightning.pipeline import load_splits, run
+from experiments import selection_precision
+from tests.conftest import compose_config, tiny_overrides
+
+
+def test_selections_are_scored_against_the_pool_gold_labels(synthetic_task, tmp_path, monkeypatch, capsys) -> None:
+    cfg = compose_config(tiny_overrides(synthetic_task, tmp_path) + ["selftrain.max_rounds=1"])
+    run(cfg)
+    probs = np.load(tmp_path / "rounds" / "round_0" / "teacher_predictions" / "pool" / "probs.npy")
+    right = probs.argmax(1) == load_splits(cfg).pool.labels
+    top = selection_precision.top_k_per_class(probs, 10)
+    assert len(top) == 20 and len(set(top.tolist())) == 20
+    assert probs.max(1)[top].min() >= np.sort(probs.max(1))[::-1][len(probs) // 2]  # confident ones, not random
+    monkeypatch.setattr(sys, "argv", ["selection_precision.py", str(tmp_path), "--k", "10", "--threshold", "0.0"])
+    assert selection_precision.main() == 0
+    table = capsys.readouterr().out
+    assert f"| {tmp_path.name} | 0 | {right.mean():.1%} | {right[top].mean():.1%} | {right.mean():.1%} of {len(probs)} |" in table
