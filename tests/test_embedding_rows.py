@@ -135,17 +135,19 @@ def test_uniform_mask_dropout_keeps_the_share_and_scale_of_torch_dropout() -> No
     assert isinstance(model[2][0], UniformMaskDropout) and model[2][0].p == 0.3
 
 
-@pytest.mark.parametrize("scale", [1e-3, 1e3])  # within the bound (no scaling) and beyond it
-def test_gradient_clipping_matches_torch_exactly(scale: float) -> None:
+@pytest.mark.parametrize("total_norm", [0.5, 1.2, 1e3])  # within the bound (no scaling), just beyond, far beyond
+def test_gradient_clipping_matches_torch_exactly(total_norm: float) -> None:
     torch.manual_seed(0)
-    ours, theirs = [torch.nn.Parameter(torch.randn(5, 3)) for _ in range(3)], []
-    for p in ours:
-        p.grad = torch.randn(5, 3) * scale
-        twin = torch.nn.Parameter(p.detach().clone())
-        twin.grad = p.grad.clone()
-        theirs.append(twin)
+    grads = [torch.randn(5, 3) for _ in range(3)]
+    norm = float(torch.cat([g.flatten() for g in grads]).norm())
+    ours, theirs = [], []
+    for g in grads:
+        for group in (ours, theirs):
+            p = torch.nn.Parameter(torch.zeros(5, 3))
+            p.grad = g * (total_norm / norm)
+            group.append(p)
     optim.clip_grad_norm(ours, 1.0)
     torch.nn.utils.clip_grad_norm_(theirs, 1.0)
     for a, b in zip(ours, theirs):
         assert torch.equal(a.grad, b.grad)
-    assert sum(float(p.grad.norm()) ** 2 for p in ours) ** 0.5 <= 1.0 + 1e-4
+    assert sum(float(p.grad.norm()) ** 2 for p in ours) ** 0.5 == pytest.approx(min(total_norm, 1.0), rel=1e-4)
