@@ -185,6 +185,12 @@ def hf_pipeline_labels(bench: Bench, texts: list[str]) -> list[str]:
                                              max_length=bench.cfg.data.max_length)]
 
 
+def warm_up_bench(bench: Bench) -> Bench:
+    """The first 64 training sentences: an untimed fit on them pays a process's one-off costs (allocator, oneDNN
+    kernel selection), which would otherwise land on whichever path runs first."""
+    return replace(bench, splits=replace(bench.splits, labelled=bench.splits.labelled.subset(range(64))))
+
+
 def project_fit(bench: Bench, plan: PrecisionPlan, **options: Any) -> ClassifierModule:
     """One epoch of the project's fit, as a round runs it; returns the module in eval mode."""
     module, dm = new_classifier(bench, **options), datamodule(bench)
@@ -255,10 +261,7 @@ def training_rows(bench: Bench, repeats: int) -> tuple[list[Row], ClassifierModu
             "project fit, bf16-mixed": lambda: project_fit(bench, BF16),
         }
 
-    # untimed warm-up of every path on a few batches: the first fit of a process pays one-off costs (allocator,
-    # oneDNN kernel selection) that would otherwise land on whichever path runs first
-    warm = replace(bench, splits=replace(bench.splits, labelled=bench.splits.labelled.subset(range(64))))
-    interleaved(paths(warm), 1)
+    interleaved(paths(warm_up_bench(bench)), 1)  # untimed
     rows = []
     measured = interleaved(paths(bench), repeats)
     for name, (seconds, forward) in measured.items():
@@ -317,10 +320,9 @@ def paired_rows(bench: Bench, pairs: int) -> list[Row]:
     order alternates: on a shared machine whose speed drifts, the ratio within each pair is steadier than a ratio
     of medians. Reports each path's median rate and the median and spread of the per-pair time ratios."""
     n = len(bench.splits.labelled)
-    warm = replace(bench, splits=replace(bench.splits, labelled=bench.splits.labelled.subset(range(64))))
     options = {"seen": {}, "all": {"embedding_updates": "all"}}
     for name in options:
-        project_fit(warm, FP32, **options[name])
+        project_fit(warm_up_bench(bench), FP32, **options[name])  # untimed
     seconds: dict[str, list[float]] = {"seen": [], "all": []}
     for pair in range(pairs):
         for name in (("seen", "all") if pair % 2 == 0 else ("all", "seen")):
@@ -345,7 +347,7 @@ def profile_rows(bench: Bench, out: Path) -> list[Row]:
     grouped; the whole table goes to ``out/profile_training.txt``."""
     from torch.profiler import ProfilerActivity, profile
 
-    project_fit(replace(bench, splits=replace(bench.splits, labelled=bench.splits.labelled.subset(range(64)))), FP32)
+    project_fit(warm_up_bench(bench), FP32)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         project_fit(bench, FP32)
     events = prof.key_averages()
