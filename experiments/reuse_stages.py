@@ -16,6 +16,7 @@ writes them with the command to <out>/results.md.
 from __future__ import annotations
 
 import argparse
+import re
 import shutil
 import statistics
 import sys
@@ -33,7 +34,8 @@ def parse_setting(text: str) -> tuple[str, list[str]]:
     name, _, overrides = text.partition(":")
     if not name:
         raise SystemExit(f"a setting is NAME:OVERRIDE[,OVERRIDE...], got '{text}'")
-    return name, [o for o in overrides.split(",") if o]
+    # commas inside brackets belong to a list value, e.g. filters=[confidence,distribution_alignment]
+    return name, [o for o in re.split(r",(?![^\[]*\])", overrides) if o]
 
 
 def with_overrides(base: list[str], extra: list[str]) -> list[str]:
@@ -41,11 +43,13 @@ def with_overrides(base: list[str], extra: list[str]) -> list[str]:
     return [o for o in base if o.split("=", 1)[0] not in keys] + extra
 
 
-def setting_jobs(source: Path, out: Path, name: str, extra: list[str]) -> list[Job]:
+def setting_jobs(source: Path, out: Path, name: str, extra: list[str], datasets: list[str] | None = None) -> list[Job]:
     report = read_json(source / "results.json")
     variant = VARIANTS[report["variant"]]
     jobs = []
     for cell in report["cells"]:
+        if datasets and cell["dataset"] not in datasets:
+            continue
         dataset, k = cell["dataset"], cell["K"]
         for seed in variant.seeds:
             folder = out / "runs" / f"{dataset}_{name}_s{seed}"
@@ -77,12 +81,13 @@ def main() -> int:
     parser.add_argument("--source", type=Path, required=True, help="a finished benchmark.py output folder")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--datasets", nargs="+", help="only these datasets of the source (default: all)")
     parser.add_argument("settings", nargs="+", help="NAME:OVERRIDE[,OVERRIDE...]")
     args = parser.parse_args()
     launch = Launch(launcher="local", jobs=args.jobs, label="reuse_stages")
     lines = []
     for name, extra in map(parse_setting, args.settings):
-        outcomes = launch.run(setting_jobs(args.source, args.out, name, extra), title=name)
+        outcomes = launch.run(setting_jobs(args.source, args.out, name, extra, args.datasets), title=name)
         lines += summary_lines(name, outcomes)
     print("\n".join(lines))
     command = " ".join(["python experiments/reuse_stages.py", *sys.argv[1:]])
