@@ -140,6 +140,26 @@ def test_datamodule_serves_labelled_and_pseudo_labels_only(tmp_path, rows) -> No
         dm.start_round(3, np.array([1, 1]), np.array([0, 0]))
 
 
+def test_labelled_share_repeats_the_gold_labels(tmp_path, rows) -> None:
+    """selftrain.labelled_share: the labelled set is repeated until it is about that share of a student's training
+    set; each copy carries the gold labels, and round 0 (no pseudo-labels) is unchanged."""
+    splits = build_splits(spec_for(write_csv(tmp_path / "t.csv", rows)), seed=0, labels_per_class=2, val_size=20)
+    dm = SelfTrainingDataModule(splits, train_wordpiece_tokenizer([t for t, _ in rows], 300), batch_size=4)
+    positions = np.arange(12)
+    dm.start_round(1, positions, splits.pool.labels[positions], labelled_share=0.5)
+    train = dm.training_set()
+    assert len(train) == 4 * 3 + 12  # 3 copies of the 4 labelled examples against 12 pseudo-labels
+    labelled = [train[i] for i in range(12)]
+    assert [s["labels"] for s in labelled] == np.tile(splits.labelled.labels, 3).tolist()
+    assert [s["index"] for s in labelled] == np.tile(np.arange(4), 3).tolist()
+    dm.start_round(0, labelled_share=0.5)
+    assert len(dm.training_set()) == 4  # nothing to balance against
+    dm.start_round(1, positions[:1], splits.pool.labels[:1], labelled_share=0.5)
+    assert len(dm.training_set()) == 5  # never fewer than one copy
+    with pytest.raises(ValueError, match="labelled_share"):
+        dm.start_round(1, positions, splits.pool.labels[positions], labelled_share=1.0)
+
+
 def test_batch_order_follows_the_order_seed(tmp_path, rows) -> None:
     """Round r draws its batches with seed + 1000 r; a seed-ensemble member passes its own order seed, so it does
     not replay round 0's batch order on the same labelled data."""

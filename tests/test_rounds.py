@@ -96,6 +96,18 @@ def test_each_round_is_taught_by_the_last_student(synthetic_task, tmp_path) -> N
     assert [r["teacher_round"] for r in rounds] == [None, 0, 1]
 
 
+def test_labelled_share_reaches_the_students_training_set(synthetic_task, tmp_path) -> None:
+    """selftrain.labelled_share=0.75: a student trains on three (repeated) labelled examples per pseudo-label;
+    round 0 trains on the labelled set once."""
+    overrides = ["selftrain.labelled_share=0.75", "selftrain.max_rounds=1"]
+    pipeline.run(compose_config(tiny_overrides(synthetic_task, tmp_path) + overrides))
+    round_0, round_1 = json.loads((tmp_path / "rounds.json").read_text())
+    assert round_0["train_size"] == 32
+    pseudo = round_1["pseudo/count"]
+    copies = round(3 * pseudo / 32)
+    assert copies >= 3 and round_1["train_size"] == 32 * copies + pseudo
+
+
 def test_teacher_best_stops_when_a_round_does_not_improve(synthetic_task, tmp_path) -> None:
     overrides = ["selftrain.teacher=best", "selftrain.min_improvement=2.0"]  # accuracy can never gain 2.0
     results = pipeline.run(compose_config(tiny_overrides(synthetic_task, tmp_path) + overrides))
@@ -295,6 +307,13 @@ def test_a_learning_rate_that_is_not_positive_is_refused(key) -> None:
     yaml = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "selftrain" / "default.yaml"))
     with pytest.raises(AlpacaError, match=f"selftrain.{key} must be > 0"):
         RoundSettings(**{**yaml, key: 0.0})
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0, 1.5])
+def test_a_labelled_share_outside_0_1_is_refused(share) -> None:
+    yaml = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "selftrain" / "default.yaml"))
+    with pytest.raises(AlpacaError, match="selftrain.labelled_share must lie strictly between 0 and 1"):
+        RoundSettings(**{**yaml, "labelled_share": share})
 
 
 def test_a_reset_student_is_built_from_the_round_0_encoder(synthetic_task, tmp_path, monkeypatch) -> None:

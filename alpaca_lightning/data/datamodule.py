@@ -100,6 +100,15 @@ class ConcatExamples(Dataset):
         return set().union(*(p.token_ids() for p in self.parts))
 
 
+def labelled_repeats(num_labelled: int, num_pseudo: int, share: float | None) -> int:
+    """How many copies of the labelled set make it about ``share`` of labelled + pseudo-labelled (at least one)."""
+    if share is None or num_labelled == 0:
+        return 1
+    if not 0 < share < 1:
+        raise ValueError(f"selftrain.labelled_share must lie strictly between 0 and 1 (or be null), got {share}.")
+    return max(1, round(share / (1 - share) * num_pseudo / num_labelled))
+
+
 class SelfTrainingDataModule(pl.LightningDataModule):
     # Its training batches depend on (seed, round, epoch) only, so a fit can resume after any step of an epoch.
     resumes_mid_epoch = True
@@ -132,6 +141,7 @@ class SelfTrainingDataModule(pl.LightningDataModule):
         self.pseudo_labels = np.zeros(0, dtype=np.int64)
         self.pseudo_weights = np.zeros(0, dtype=np.float32)
         self.pseudo_targets: np.ndarray | None = None
+        self.labelled_repeats = 1
         self.predict_split = "pool"
 
     # --- data state -------------------------------------------------------------------------------------------
@@ -155,11 +165,14 @@ class SelfTrainingDataModule(pl.LightningDataModule):
         weights: np.ndarray | None = None,
         targets: np.ndarray | None = None,
         order_seed: int | None = None,
+        labelled_share: float | None = None,
     ) -> None:
         """Install the pseudo-label set of a round: pool ``positions`` with their ``labels`` (None: labelled only),
         optional per-example loss ``weights`` and optional soft ``targets`` (one class distribution per example).
         Batches are drawn with ``order_seed`` (default: the run's seed + 1000 × round), so that a model trained
-        with another seed on the same data (a seed-ensemble member) also sees its own batch order."""
+        with another seed on the same data (a seed-ensemble member) also sees its own batch order.
+        ``labelled_share`` (0-1) repeats the labelled set until it makes up about that share of the training set,
+        so that gold labels keep their weight among many pseudo-labels (None: each labelled example once)."""
         self.prepare()
         positions = np.zeros(0, dtype=np.int64) if positions is None else np.asarray(positions, dtype=np.int64)
         labels = np.zeros(0, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
@@ -179,16 +192,18 @@ class SelfTrainingDataModule(pl.LightningDataModule):
             np.ones(len(positions), dtype=np.float32) if weights is None else np.asarray(weights, dtype=np.float32)
         )
         self.pseudo_targets = None if targets is None else np.asarray(targets, dtype=np.float32)
+        self.labelled_repeats = labelled_repeats(len(self.splits.labelled), len(positions), labelled_share)
 
     def training_set(self) -> ConcatExamples:
         self.prepare()
-        gold = self.splits.labelled.labels
+        gold = np.tile(self.splits.labelled.labels, self.labelled_repeats)
         labelled_fields = {"labels": gold, "weights": np.ones(len(gold), np.float32)}
         pseudo_fields = {"labels": self.pseudo_labels, "weights": self.pseudo_weights}
         if self.pseudo_targets is not None:  # soft labels: the labelled examples' targets are one-hot
             labelled_fields["targets"] = np.eye(len(self.splits.label_names), dtype=np.float32)[gold]
             pseudo_fields["targets"] = self.pseudo_targets
-        labelled = ExampleDataset(self.encoded["labelled"], np.arange(len(gold)), labelled_fields)
+        positions = np.tile(np.arange(len(self.splits.labelled)), self.labelled_repeats)
+        labelled = ExampleDataset(self.encoded["labelled"], positions, labelled_fields)
         pseudo = ExampleDataset(self.encoded["pool"], self.pseudo_positions, pseudo_fields)
         return ConcatExamples([labelled, pseudo])
 

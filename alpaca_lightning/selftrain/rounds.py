@@ -61,6 +61,7 @@ class RoundSettings:
     student_init: str
     supervised_epochs: int
     student_epochs: int
+    labelled_share: float | None
     supervised_lr: float | None
     student_lr: float | None
     monitor: str
@@ -103,6 +104,11 @@ class RoundSettings:
         for key, lr in {"supervised_lr": self.supervised_lr, "student_lr": self.student_lr}.items():
             if lr is not None and not lr > 0:
                 raise AlpacaError(f"selftrain.{key} must be > 0 or null (the model's optimizer lr), got {lr}.")
+        if self.labelled_share is not None and not 0 < self.labelled_share < 1:
+            raise AlpacaError(
+                f"selftrain.labelled_share must lie strictly between 0 and 1 (e.g. 0.5: half of each student's "
+                f"training examples are labelled ones, repeated), or be null, got {self.labelled_share}."
+            )
         if self.stage_pseudo_per_class < 0:
             raise AlpacaError(f"selftrain.stage_pseudo_per_class must be >= 0, got {self.stage_pseudo_per_class}.")
         if self.patience is not None and self.patience < 1:
@@ -221,7 +227,8 @@ class SelfTrainingLoop:
             self.dm.start_round(0)
             init_from = self.ctx.encoder_path
         else:
-            self.dm.start_round(k, **labelling.selected.training_fields(self.settings.label_use))
+            self.dm.start_round(k, **labelling.selected.training_fields(self.settings.label_use),
+                                labelled_share=self.settings.labelled_share)
             init_from = self._student_init(k, teacher_round, labelling.selected)
         train_size = len(self.dm.training_set())
         lr = self.ctx.supervised_lr if labelling is None else self.ctx.student_lr
