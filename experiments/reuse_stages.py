@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
 import shutil
 import statistics
 import sys
@@ -27,7 +28,7 @@ if __package__ in (None, ""):  # run as `python experiments/reuse_stages.py`
 
 from alpaca_lightning.artifacts import atomic_write_text, read_json
 from experiments.benchmark import VARIANTS, overrides_for, recipe_overrides
-from experiments.launch import Job, Launch, Outcome
+from experiments.launch import Job, Launch
 
 
 def parse_setting(text: str) -> tuple[str, list[str]]:
@@ -61,19 +62,44 @@ def setting_jobs(source: Path, out: Path, name: str, extra: list[str], datasets:
     return jobs
 
 
-def summary_lines(name: str, outcomes: list[Outcome]) -> list[str]:
-    by_dataset: dict[str, list[dict]] = {}
-    for outcome in outcomes:
-        if outcome.ok:
-            by_dataset.setdefault(outcome.job.name.split("_")[0], []).append(outcome.results)
-    lines = []
-    for dataset, results in by_dataset.items():
+def mean_per_round(runs: list[list[dict]], key: str) -> str:
+    """Mean of ``key`` (in %) per round over runs, " / "-joined; '-' where no run has it (round 0's pseudo-labels)."""
+    cells = []
+    for k in range(max(len(rounds) for rounds in runs)):
+        values = [100 * rounds[k][key] for rounds in runs if len(rounds) > k and rounds[k].get(key) is not None]
+        cells.append(f"{statistics.mean(values):.1f}" if values else "-")
+    return " / ".join(cells)
+
+
+def summary_rows(out: Path) -> list[str]:
+    """One markdown row per (setting, dataset) over every finished run folder under ``out/runs`` (named
+    <dataset>_<setting>_s<seed>), so that several invocations with the same --out build one table."""
+    groups: dict[tuple[str, str], list[Path]] = {}
+    for folder in sorted((out / "runs").glob("*_s*")):
+        if (folder / "results.json").is_file() and (folder / "rounds.json").is_file():
+            dataset, _, rest = folder.name.partition("_")
+            groups.setdefault((rest.rsplit("_s", 1)[0], dataset), []).append(folder)
+    rows = []
+    for (name, dataset), folders in sorted(groups.items()):
+        results = [read_json(f / "results.json") for f in folders]
+        rounds = [read_json(f / "rounds.json") for f in folders]
         val = statistics.mean(100 * r["best"]["val/acc"] for r in results)
         test = statistics.mean(100 * r["best"]["test/acc"] for r in results)
-        round_0 = statistics.mean(100 * r["supervised_only"]["test/acc"] for r in results)
-        lines.append(f"{name:20s} {dataset:8s} runs {len(results)}  val {val:5.1f}  test {test:5.1f}  "
-                     f"(round 0 test {round_0:5.1f})")
-    return lines
+        rows.append(f"| {name} | {dataset} | {len(folders)} | {val:.1f} | {test:.1f} | "
+                    f"{mean_per_round(rounds, 'test/acc')} | {mean_per_round(rounds, 'pseudo/acc')} |")
+    return rows
+
+
+def write_summary(out: Path, command: str) -> str:
+    """Rewrite ``out/results.md``: the commands that filled the folder (this one added) and the table."""
+    previous = (out / "results.md").read_text() if (out / "results.md").is_file() else ""
+    commands = [line for line in previous.splitlines() if line.startswith("`python experiments/reuse_stages.py")]
+    commands += [f"`{command}`"] if f"`{command}`" not in commands else []
+    table = ["| setting | dataset | runs | val acc (chosen round) | test acc (chosen round) | test acc per round | "
+             "pseudo-label acc per round |", "|---|---|---|---|---|---|---|", *summary_rows(out)]
+    text = "Mean over seeds, %.\n\n" + "\n".join(commands) + "\n\n" + "\n".join(table) + "\n"
+    atomic_write_text(out / "results.md", text)
+    return "\n".join(table)
 
 
 def main() -> int:
@@ -85,13 +111,10 @@ def main() -> int:
     parser.add_argument("settings", nargs="+", help="NAME:OVERRIDE[,OVERRIDE...]")
     args = parser.parse_args()
     launch = Launch(launcher="local", jobs=args.jobs, label="reuse_stages")
-    lines = []
     for name, extra in map(parse_setting, args.settings):
-        outcomes = launch.run(setting_jobs(args.source, args.out, name, extra, args.datasets), title=name)
-        lines += summary_lines(name, outcomes)
-    print("\n".join(lines))
-    command = " ".join(["python experiments/reuse_stages.py", *sys.argv[1:]])
-    atomic_write_text(args.out / "results.md", f"`{command}`\n\n```\n" + "\n".join(lines) + "\n```\n")
+        launch.run(setting_jobs(args.source, args.out, name, extra, args.datasets), title=name)
+    command = " ".join(["python experiments/reuse_stages.py", *map(shlex.quote, sys.argv[1:])])
+    print(write_summary(args.out, command))
     return 1 if launch.failures else 0
 
 

@@ -87,3 +87,29 @@ def test_reuse_stages_settings_replace_the_keys_they_set() -> None:
     assert with_overrides(base, extra) == ["task=sst2", "selftrain.supervised_epochs=20", *extra]
     with pytest.raises(SystemExit, match="NAME:OVERRIDE"):
         parse_setting(":selftrain.max_rounds=0")
+    _, lists = parse_setting("a:filters=[confidence,distribution_alignment],task.class_prior=[0.5,0.5],seed=1")
+    assert lists == ["filters=[confidence,distribution_alignment]", "task.class_prior=[0.5,0.5]", "seed=1"]
+
+
+def test_reuse_stages_summary_covers_every_run_in_the_folder(tmp_path) -> None:
+    """Two invocations with the same --out build one table: a row per (setting, dataset), round means over seeds."""
+    from experiments.reuse_stages import write_summary
+
+    def run(name: str, tests: list[float], pseudo: list[float | None]) -> None:
+        folder = tmp_path / "runs" / name
+        folder.mkdir(parents=True)
+        rounds = [{"test/acc": t, "pseudo/acc": p} for t, p in zip(tests, pseudo)]
+        (folder / "rounds.json").write_text(json.dumps(rounds))
+        best = {"val/acc": 0.5, "test/acc": tests[-1]}
+        (folder / "results.json").write_text(json.dumps({"best": best}))
+
+    run("sst2_a_s0", [0.5, 0.6], [None, 0.7])
+    run("sst2_a_s1", [0.7, 0.8], [None, 0.9])
+    run("trec6_my_setting_s0", [0.2, 0.4, 0.6], [None, 0.5, 0.5])
+    (tmp_path / "runs" / "sst2_a_s2").mkdir()  # unfinished: left out
+    write_summary(tmp_path, "python experiments/reuse_stages.py --out x a:")
+    table = write_summary(tmp_path, "python experiments/reuse_stages.py --out x my_setting:")
+    assert "| a | sst2 | 2 | 50.0 | 70.0 | 60.0 / 70.0 | - / 80.0 |" in table
+    assert "| my_setting | trec6 | 1 | 50.0 | 60.0 | 20.0 / 40.0 / 60.0 | - / 50.0 / 50.0 |" in table
+    text = (tmp_path / "results.md").read_text()
+    assert text.count("`python experiments/reuse_stages.py") == 2
