@@ -179,6 +179,46 @@ def test_temperature_scaling_softens_an_overconfident_teacher() -> None:
     assert fit_temperature(probs, np.full(300, -1)) == 1.0  # no known gold: leave the teacher as it is
 
 
+def test_expected_precision_reads_the_calibrated_confidence_not_the_raw_one() -> None:
+    """A teacher 99% sure and 60% right on validation: its raw confidence says 0.99, the estimate says about 0.6;
+    a teacher that is right as often as it is sure keeps its estimate."""
+    from alpaca_lightning.selftrain.calibration import expected_precision
+
+    rng = np.random.default_rng(1)
+    gold = rng.integers(0, 2, size=400)
+    right = rng.random(400) < 0.6
+    over = np.full((400, 2), 0.01)
+    over[np.arange(400), np.where(right, gold, 1 - gold)] = 0.99
+    assert abs(expected_precision(over[:200], over[200:], gold[200:]) - 0.6) < 0.08
+    honest = np.full((400, 2), 0.1)
+    right = rng.random(400) < 0.9
+    honest[np.arange(400), np.where(right, gold, 1 - gold)] = 0.9
+    assert abs(expected_precision(honest[:200], honest[200:], gold[200:]) - 0.9) < 0.05
+    assert np.isnan(expected_precision(honest[:0], honest, gold))
+
+
+def test_min_precision_stops_before_a_round_whose_labels_would_be_too_often_wrong(synthetic_task, tmp_path) -> None:
+    """The estimate is recorded in every round; a round below selftrain.min_precision does not run and the run says
+    why. min_precision=1.0 cannot be met by an estimate from a finite validation set."""
+    base = tiny_overrides(synthetic_task, tmp_path / "open") + ["selftrain.max_rounds=1"]
+    pipeline.run(compose_config(base))
+    opened = json.loads((tmp_path / "open" / "rounds.json").read_text())
+    assert len(opened) == 2 and 0.5 <= opened[1]["pseudo/expected_precision"] < 1.0
+    gated = tiny_overrides(synthetic_task, tmp_path / "gated") + ["selftrain.max_rounds=1", "selftrain.min_precision=1.0"]
+    pipeline.run(compose_config(gated))
+    results = json.loads((tmp_path / "gated" / "results.json").read_text())
+    assert results["rounds_run"] == 1 and results["best_round"] == 0
+    assert "below selftrain.min_precision=1.0" in results["stop_reason"]
+    assert not (tmp_path / "gated" / "rounds" / "round_1" / "COMPLETE").exists()
+
+
+@pytest.mark.parametrize("value", [0.0, 1.5])
+def test_a_min_precision_outside_0_1_is_refused(value) -> None:
+    yaml = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "selftrain" / "default.yaml"))
+    with pytest.raises(AlpacaError, match="selftrain.min_precision must lie in"):
+        RoundSettings(**{**yaml, "min_precision": value})
+
+
 # --- the schedule: patience, min_improvement, keep_models, student_init (scripted scores, no training) -------------
 
 

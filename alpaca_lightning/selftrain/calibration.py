@@ -36,3 +36,12 @@ def fit_temperature(probs: np.ndarray, gold: np.ndarray) -> float:
     probs, gold = np.asarray(probs)[known], gold[known]
     losses = [nll(temper(probs, t), gold) for t in TEMPERATURES]
     return float(TEMPERATURES[int(np.argmin(losses))])
+
+
+def expected_precision(selected_probs: np.ndarray, val_probs: np.ndarray, val_gold: np.ndarray) -> float:
+    """How often a selection's argmax labels should be right: the mean top probability over the selected rows
+    after temperature scaling fitted on validation (an over-confident teacher's raw confidence over-states it).
+    NaN for an empty selection."""
+    if len(selected_probs) == 0:
+        return float("nan")
+    return float(temper(selected_probs, fit_temperature(val_probs, val_gold)).max(axis=1).mean())

@@ -148,6 +148,7 @@ def plot_rounds(records: list[dict[str, Any]], path: Path) -> Path:
         ("val/acc", "validation accuracy", "o-"),
         ("test/acc", "test accuracy", "s-"),
         ("pseudo/acc", "pseudo-label accuracy (vs hidden gold)", "^--"),
+        ("pseudo/expected_precision", "expected pseudo-label accuracy (calibrated)", "v:"),
     ]
     for key, label, style in lines:
         xs, ys = _series(records, key)

@@ -34,7 +34,7 @@ from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.killpoints import kill_point
 from alpaca_lightning.models.base import ClassifierModule
 from alpaca_lightning.once import produce_once, seeded_build
-from alpaca_lightning.selftrain.calibration import CALIBRATIONS, fit_temperature, temper
+from alpaca_lightning.selftrain.calibration import CALIBRATIONS, expected_precision, fit_temperature, temper
 from alpaca_lightning.selftrain.diagnostics import expected_calibration_error, round_diagnostics
 from alpaca_lightning.selftrain.filters import PseudoLabelFilter, SelectionContext, top_per_class
 from alpaca_lightning.selftrain.fusion import Fused, Fusion, TeacherOutput
@@ -62,6 +62,7 @@ class RoundSettings:
     supervised_epochs: int
     student_epochs: int
     labelled_share: float | None
+    min_precision: float | None
     supervised_lr: float | None
     student_lr: float | None
     monitor: str
@@ -108,6 +109,11 @@ class RoundSettings:
             raise AlpacaError(
                 f"selftrain.labelled_share must lie strictly between 0 and 1 (e.g. 0.5: half of each student's "
                 f"training examples are labelled ones, repeated), or be null, got {self.labelled_share}."
+            )
+        if self.min_precision is not None and not 0 < self.min_precision <= 1:
+            raise AlpacaError(
+                f"selftrain.min_precision must lie in (0, 1] (e.g. 0.8), or be null to train on any selection, got "
+                f"{self.min_precision}."
             )
         if self.stage_pseudo_per_class < 0:
             raise AlpacaError(f"selftrain.stage_pseudo_per_class must be >= 0, got {self.stage_pseudo_per_class}.")
@@ -223,6 +229,8 @@ class SelfTrainingLoop:
                 f"round {k}: no pool example passed the filters; loosen them (e.g. filters.confidence.threshold)"
             )
             return None
+        if labelling is not None and self._too_imprecise(k, labelling):
+            return None
         if labelling is None:
             self.dm.start_round(0)
             init_from = self.ctx.encoder_path
@@ -263,6 +271,23 @@ class SelfTrainingLoop:
              + (f", pseudo-labels {record.diagnostics['pseudo/count']}" if k else ""))
         return record
 
+    def _too_imprecise(self, k: int, labelling: PseudoLabelRound) -> bool:
+        """Whether the selection's expected precision is below selftrain.min_precision (the round then does not run:
+        a student trained on it would learn its teacher's errors; README "When the rounds cannot pay")."""
+        expected = labelling.diagnostics["pseudo/expected_precision"]
+        minimum = self.settings.min_precision
+        if minimum is None or expected is None or expected >= minimum:
+            return False
+        count = len(labelling.selected)
+        self.stop_reason = (
+            f"round {k}: the {count} selected pseudo-labels would be about {expected:.0%} right (the teacher's "
+            f"confidence, calibrated on validation), below selftrain.min_precision={minimum}; a student trained on "
+            f"them learns the teacher's errors, so the best round so far is reported. More labels give a better "
+            f"teacher; selftrain.min_precision=null trains on them anyway."
+        )
+        info(self.stop_reason)
+        return True
+
     def _student_init(self, k: int, teacher_round: int, selected: PseudoLabelSet) -> str:
         """Where round k's student starts: its teacher (continue), the round-0 encoder (reset), or the round-0
         stages re-run from the backbone with the most confident pseudo-labels as extra labelled data (stages)."""
@@ -301,6 +326,8 @@ class SelfTrainingLoop:
         prior = self.class_prior(fused_pool.probs)
         selected = select_pseudo_labels(fused_pool, self.filters, SelectionContext(k, prior), self.hidden.labels)
         diagnostics.update(selected.diagnostics(self.label_names))
+        diagnostics["pseudo/expected_precision"] = none_if_nan(
+            expected_precision(fused_pool.probs[selected.positions], fused_val.probs, self.val_gold))
         diagnostics.update(self._teacher_metrics("teacher", fused_pool, fused_val))
         diagnostics["pseudo/eligible"] = int(fused_pool.eligible.sum())
         diagnostics["pseudo/prior_distance"] = warn_if_skewed(k, selected, prior, self.label_names)

@@ -27,13 +27,14 @@ TABLE_COLUMNS = {
     "train_size": "train size",
     "pseudo/count": "pseudo-labels",
     "pseudo/acc": "pseudo-label acc %",
+    "pseudo/expected_precision": "expected pseudo-label acc % (calibrated confidence)",
     "teacher/val_ece_uncalibrated": "teacher val ECE before calibration %",
     "teacher/val_ece": "teacher val ECE %",
     "val/acc": "val acc %",
     "test/acc": "test acc %",
     "test/f1_macro": "test F1 macro %",
 }
-PERCENT_KEYS = {"pseudo/acc", "teacher/val_ece", "teacher/val_ece_uncalibrated", "val/acc", "test/acc", "test/f1_macro"}
+PERCENT_KEYS = {"pseudo/acc", "pseudo/expected_precision", "teacher/val_ece", "teacher/val_ece_uncalibrated", "val/acc", "test/acc", "test/f1_macro"}
 # figure file of a round folder -> its caption in the report
 ROUND_FIGURES = {
     "confusion.png": "pseudo-labels vs gold",
