@@ -63,11 +63,14 @@ def setting_jobs(source: Path, out: Path, name: str, extra: list[str], datasets:
 
 
 def mean_per_round(runs: list[list[dict]], key: str) -> str:
-    """Mean of ``key`` (in %) per round over runs, " / "-joined; '-' where no run has it (round 0's pseudo-labels)."""
+    """Mean of ``key`` (in %) per round over runs, " / "-joined; '-' where no run has it (round 0's pseudo-labels),
+    and "(n runs)" after a mean over fewer runs than round 0's (the others stopped earlier)."""
     cells = []
     for k in range(max(len(rounds) for rounds in runs)):
-        values = [100 * rounds[k][key] for rounds in runs if len(rounds) > k and rounds[k].get(key) is not None]
-        cells.append(f"{statistics.mean(values):.1f}" if values else "-")
+        reached = [rounds for rounds in runs if len(rounds) > k]
+        values = [100 * rounds[k][key] for rounds in reached if rounds[k].get(key) is not None]
+        cell = f"{statistics.mean(values):.1f}" if values else "-"
+        cells.append(cell + (f" ({len(reached)} runs)" if len(reached) < len(runs) else ""))
     return " / ".join(cells)
 
 
