@@ -6,7 +6,9 @@
 For every run folder and every teacher round whose pool predictions were kept
 (``rounds/round_<r>/teacher_predictions/pool/probs.npy``: round r's model as the teacher of round r + 1), the
 predictions are scored against the pool's gold labels: all of them, the k most confident per predicted class, and
-those at or above a confidence threshold. The gold labels are rebuilt from the run's saved config
+those at or above a confidence threshold; beside the last, the precision the run itself expected of that selection
+(``pseudo/expected_precision``: the confidence calibrated on validation, what ``selftrain.min_precision`` reads). The
+gold labels are rebuilt from the run's saved config
 (``config_resolved.yaml``); only this after-the-fact analysis reads them, never a run. Prints one markdown table.
 """
 
@@ -25,6 +27,7 @@ if __package__ in (None, ""):  # run as `python experiments/selection_precision.
 from alpaca_lightning.assets import register_resolvers
 from alpaca_lightning.console import quiet_libraries
 from alpaca_lightning.pipeline import load_splits
+from alpaca_lightning.selftrain.calibration import expected_precision
 
 
 def top_k_per_class(probs: np.ndarray, k: int) -> np.ndarray:
@@ -38,16 +41,20 @@ def top_k_per_class(probs: np.ndarray, k: int) -> np.ndarray:
 
 
 def selection_rows(run: Path, ks: list[int], threshold: float) -> list[list[str]]:
-    gold = load_splits(OmegaConf.load(run / "config_resolved.yaml")).pool.labels
+    splits = load_splits(OmegaConf.load(run / "config_resolved.yaml"))
+    gold = splits.pool.labels
     rows = []
     for probs_file in sorted(run.glob("rounds/round_*/teacher_predictions/pool/probs.npy")):
         teacher_round = probs_file.parts[-4].removeprefix("round_")
         probs = np.load(probs_file)
+        val_probs = np.load(probs_file.parent.parent / "validation" / "probs.npy")
         right = probs.argmax(1) == gold
         confident = np.flatnonzero(probs.max(1) >= threshold)
         cells = [f"{right.mean():.1%}"]
         cells += [f"{right[top_k_per_class(probs, k)].mean():.1%}" for k in ks]
         cells.append(f"{right[confident].mean():.1%} of {len(confident)}" if len(confident) else "none")
+        expected = expected_precision(probs[confident], val_probs, splits.validation.labels)
+        cells.append("-" if np.isnan(expected) else f"{expected:.1%}")
         rows.append([run.name, teacher_round, *cells])
     return rows
 
@@ -60,7 +67,8 @@ def main() -> int:
     args = parser.parse_args()
     register_resolvers()
     quiet_libraries()
-    header = ["run", "teacher round", "all", *(f"top {k} per class" for k in args.k), f"confidence ≥ {args.threshold}"]
+    header = ["run", "teacher round", "all", *(f"top {k} per class" for k in args.k), f"confidence ≥ {args.threshold}",
+              "its expected precision (selftrain.min_precision reads it)"]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for run in args.runs:
         lines += ["| " + " | ".join(row) + " |" for row in selection_rows(run, args.k, args.threshold)]

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 
 from alpaca_lightning.pipeline import load_splits, run
+from alpaca_lightning.selftrain.calibration import expected_precision
 from experiments import selection_precision
 from tests.conftest import compose_config, tiny_overrides
 
@@ -23,3 +24,7 @@ def test_selections_are_scored_against_the_pool_gold_labels(synthetic_task, tmp_
     assert selection_precision.main() == 0
     table = capsys.readouterr().out
     assert f"| {tmp_path.name} | 0 | {right.mean():.1%} | {right[top].mean():.1%} | {right.mean():.1%} of {len(probs)} |" in table
+    # the estimate that selftrain.min_precision reads, of the threshold's selection (here all of the pool)
+    val = np.load(tmp_path / "rounds" / "round_0" / "teacher_predictions" / "validation" / "probs.npy")
+    expected = expected_precision(probs, val, load_splits(cfg).validation.labels)
+    assert table.rstrip().endswith(f"| {expected:.1%} |") and expected != right.mean()
