@@ -95,7 +95,7 @@ VARIANTS = {
         test_size=1000,
         full_supervision_size=1000,
         grid=[{"lr": 1e-4, "epochs": 20}, {"lr": 2e-4, "epochs": 20}],
-        selftrain=["selftrain.max_rounds=2"],
+        selftrain=["selftrain.max_rounds=2", "selftrain.min_precision=null"],
         # issue 9's options, each on every cell (the self-training row reports the best on validation); explicit, so
         # that a run folder keeps its meaning when the defaults change
         candidates={
@@ -127,6 +127,8 @@ VARIANTS = {
         # (the default before 4c3d87a), and round 0 at 2e-5 with the students at the recipe's rate
         candidates={
             "default": [],
+            # the default before the 5-round schedule with the precision gate
+            "max_rounds=3,min_precision=null": ["selftrain.max_rounds=3", "selftrain.min_precision=null"],
             "calibration=temperature": ["selftrain.calibration=temperature"],
             "finetune_lr=null": ["stages.probe.finetune_lr=null"],
             "supervised_lr=2e-5": ["stages.probe.finetune_lr=null", "selftrain.supervised_lr=2e-5"],
@@ -142,7 +144,8 @@ VARIANTS = {
         full_supervision_size=200,
         grid=[{"lr": 3e-3, "epochs": 4}],
         # the untrained tiny model is never 90% confident: select by rank instead of a threshold
-        selftrain=["selftrain.max_rounds=1", "filters=[class_balanced]", "filters.class_balanced.k=10"],
+        selftrain=["selftrain.max_rounds=1", "filters=[class_balanced]", "filters.class_balanced.k=10",
+                   "selftrain.min_precision=null"],
         peers=True,
     ),
     "full": Variant(
