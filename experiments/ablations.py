@@ -96,7 +96,8 @@ SMOKE = Plan(
     pool_size=120,
     test_size=100,
     # min_precision=null: the rounds run whatever the untrained tiny model's precision
-    extra=["model=tiny_bert", "selftrain.max_rounds=1", "selftrain.supervised_epochs=4", "selftrain.min_precision=null"],
+    extra=["model=tiny_bert", "selftrain.max_rounds=1", "selftrain.supervised_epochs=4",
+           "selftrain.min_precision=null"],
 )
 
 

@@ -67,8 +67,8 @@ def main() -> int:
     args = parser.parse_args()
     register_resolvers()
     quiet_libraries()
-    header = ["run", "teacher round", "all", *(f"top {k} per class" for k in args.k), f"confidence ≥ {args.threshold}",
-              "its expected precision (selftrain.min_precision reads it)"]
+    header = ["run", "teacher round", "all", *(f"top {k} per class" for k in args.k),
+              f"confidence ≥ {args.threshold}", "its expected precision (selftrain.min_precision reads it)"]
     lines = ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for run in args.runs:
         lines += ["| " + " | ".join(row) + " |" for row in selection_rows(run, args.k, args.threshold)]

@@ -112,7 +112,8 @@ def test_reuse_stages_summary_covers_every_run_in_the_folder(tmp_path) -> None:
     assert "| a | sst2 | 2 | 50.0 | 70.0 | 60.0 / 70.0 | - / 80.0 |" in table
     run("sst2_short_s0", [0.5], [None])  # stopped after round 0
     run("sst2_short_s1", [0.7, 0.9], [None, 1.0])
-    assert "| short | sst2 | 2 | 50.0 | 70.0 | 60.0 / 90.0 (1 runs) | - / 100.0 (1 runs) |" in write_summary(tmp_path, "x")
+    table = write_summary(tmp_path, "x")
+    assert "| short | sst2 | 2 | 50.0 | 70.0 | 60.0 / 90.0 (1 runs) | - / 100.0 (1 runs) |" in table
     assert "| my_setting | trec6 | 1 | 50.0 | 60.0 | 20.0 / 40.0 / 60.0 | - / 50.0 / 50.0 |" in table
     text = (tmp_path / "results.md").read_text()
     assert text.count("`python experiments/reuse_stages.py") == 2

@@ -204,7 +204,8 @@ def test_min_precision_stops_before_a_round_whose_labels_would_be_too_often_wron
     pipeline.run(compose_config(base))
     opened = json.loads((tmp_path / "open" / "rounds.json").read_text())
     assert len(opened) == 2 and 0.5 <= opened[1]["pseudo/expected_precision"] < 1.0
-    gated = tiny_overrides(synthetic_task, tmp_path / "gated") + ["selftrain.max_rounds=1", "selftrain.min_precision=1.0"]
+    gated = tiny_overrides(synthetic_task, tmp_path / "gated") + ["selftrain.max_rounds=1",
+                                                                  "selftrain.min_precision=1.0"]
     pipeline.run(compose_config(gated))
     results = json.loads((tmp_path / "gated" / "results.json").read_text())
     assert results["rounds_run"] == 1 and results["best_round"] == 0

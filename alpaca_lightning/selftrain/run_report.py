@@ -34,7 +34,8 @@ TABLE_COLUMNS = {
     "test/acc": "test acc %",
     "test/f1_macro": "test F1 macro %",
 }
-PERCENT_KEYS = {"pseudo/acc", "pseudo/expected_precision", "teacher/val_ece", "teacher/val_ece_uncalibrated", "val/acc", "test/acc", "test/f1_macro"}
+PERCENT_KEYS = {"pseudo/acc", "pseudo/expected_precision", "teacher/val_ece", "teacher/val_ece_uncalibrated", "val/acc",
+                "test/acc", "test/f1_macro"}
 # figure file of a round folder -> its caption in the report
 ROUND_FIGURES = {
     "confusion.png": "pseudo-labels vs gold",
