@@ -28,16 +28,13 @@ from alpaca_lightning.assets import register_resolvers
 from alpaca_lightning.console import quiet_libraries
 from alpaca_lightning.pipeline import load_splits
 from alpaca_lightning.selftrain.calibration import expected_precision
+from alpaca_lightning.selftrain.filters import top_per_class
 
 
 def top_k_per_class(probs: np.ndarray, k: int) -> np.ndarray:
-    """Pool positions of the k most confident predictions of each predicted class."""
-    predicted, confidence = probs.argmax(1), probs.max(1)
-    chosen = []
-    for label in range(probs.shape[1]):
-        members = np.flatnonzero(predicted == label)
-        chosen.append(members[np.argsort(-confidence[members], kind="stable")[:k]])
-    return np.concatenate(chosen)
+    """Pool positions of the k most confident predictions of each predicted class (the class_balanced filter's
+    selection, from the whole pool)."""
+    return np.flatnonzero(top_per_class(probs, np.ones(len(probs), dtype=bool), lambda cls, members: min(k, members)))
 
 
 def selection_rows(run: Path, ks: list[int], threshold: float) -> list[list[str]]:
