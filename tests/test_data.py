@@ -11,7 +11,7 @@ import pytest
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
 from alpaca_lightning.data.sources import FileSource
 from alpaca_lightning.data.splits import TaskSpec, build_splits
-from alpaca_lightning.errors import DataError
+from alpaca_lightning.errors import ConfigError, DataError
 from alpaca_lightning.models.backbone import train_wordpiece_tokenizer
 from tests.conftest import synthetic_rows, write_csv
 
@@ -156,7 +156,7 @@ def test_labelled_share_repeats_the_gold_labels(tmp_path, rows) -> None:
     assert len(dm.training_set()) == 4  # nothing to balance against
     dm.start_round(1, positions[:1], splits.pool.labels[:1], labelled_share=0.5)
     assert len(dm.training_set()) == 5  # never fewer than one copy
-    with pytest.raises(ValueError, match="labelled_share"):
+    with pytest.raises(ConfigError, match="selftrain.labelled_share must lie strictly between 0 and 1"):
         dm.start_round(1, positions, splits.pool.labels[positions], labelled_share=1.0)
 
 

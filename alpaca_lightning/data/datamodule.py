@@ -21,7 +21,7 @@ from transformers import PreTrainedTokenizerBase
 
 from alpaca_lightning.data.batching import Collator, GlobalBatchSampler, PredictionBatches
 from alpaca_lightning.data.splits import TaskSplits, TextSplit
-from alpaca_lightning.errors import DataError
+from alpaca_lightning.errors import ConfigError, DataError
 from alpaca_lightning.preemption import take_resume_skip
 
 SPLITS = ("labelled", "pool", "validation", "test")
@@ -100,12 +100,19 @@ class ConcatExamples(Dataset):
         return set().union(*(p.token_ids() for p in self.parts))
 
 
+def check_labelled_share(share: float | None) -> None:
+    if share is not None and not 0 < share < 1:
+        raise ConfigError(
+            f"selftrain.labelled_share must lie strictly between 0 and 1 (e.g. 0.5: half of each student's training "
+            f"examples are labelled ones, repeated), or be null, got {share}."
+        )
+
+
 def labelled_repeats(num_labelled: int, num_pseudo: int, share: float | None) -> int:
     """How many copies of the labelled set make it about ``share`` of labelled + pseudo-labelled (at least one)."""
+    check_labelled_share(share)
     if share is None or num_labelled == 0:
         return 1
-    if not 0 < share < 1:
-        raise ValueError(f"selftrain.labelled_share must lie strictly between 0 and 1 (or be null), got {share}.")
     return max(1, round(share / (1 - share) * num_pseudo / num_labelled))
 
 

@@ -28,6 +28,7 @@ from pytorch_lightning.loggers import Logger
 from alpaca_lightning.artifacts import atomic_write_json, is_complete, mark_complete, read_json
 from alpaca_lightning.console import info
 from alpaca_lightning.context import HiddenPoolLabels, RunContext
+from alpaca_lightning.data.datamodule import check_labelled_share
 from alpaca_lightning.data.splits import TextSplit
 from alpaca_lightning.distributed import barrier, is_global_zero
 from alpaca_lightning.errors import AlpacaError
@@ -105,11 +106,7 @@ class RoundSettings:
         for key, lr in {"supervised_lr": self.supervised_lr, "student_lr": self.student_lr}.items():
             if lr is not None and not lr > 0:
                 raise AlpacaError(f"selftrain.{key} must be > 0 or null (the model's optimizer lr), got {lr}.")
-        if self.labelled_share is not None and not 0 < self.labelled_share < 1:
-            raise AlpacaError(
-                f"selftrain.labelled_share must lie strictly between 0 and 1 (e.g. 0.5: half of each student's "
-                f"training examples are labelled ones, repeated), or be null, got {self.labelled_share}."
-            )
+        check_labelled_share(self.labelled_share)
         if self.min_precision is not None and not 0 < self.min_precision <= 1:
             raise AlpacaError(
                 f"selftrain.min_precision must lie in (0, 1] (e.g. 0.8), or be null to train on any selection, got "
