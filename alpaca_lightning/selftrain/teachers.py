@@ -5,6 +5,7 @@ classifier  the teacher round's model (selftrain.teacher: the last round, or the
 cloze       an MLM prompt: pattern with a mask slot + one verbalizer word per label (PET / LM-BFF)
 nsp         a next-sentence prompt: one label sentence per label, scored by the NSP head (NSP-BERT)
 propagation label spreading over a kNN graph of the teacher round's encoder (selftrain/propagation.py)
+similarity  zero-shot: the closest label sentence in the round-0 encoder's embedding space (selftrain/similarity.py)
 
 Every teacher predicts through the one prediction path (``predict_split``). The prompt teachers and the extra
 classifier seeds learn from the labelled set only, so each is trained once per run (``alpaca_lightning.once``:
@@ -146,6 +147,22 @@ class PromptTeacher(Teacher):
         }
 
 
+def label_sentences(ctx: RunContext, teacher: str) -> list[str]:
+    """``task.prompt.label_sentences``, one per label in label order, or an error that says what to add."""
+    sentences = list((ctx.prompt or {}).get("label_sentences") or [])
+    if not sentences:
+        raise AlpacaError(
+            f"The '{teacher}' teacher needs task.prompt.label_sentences, which this task does not set. Add one "
+            f"sentence per label to the task config (see conf/task/sst2.yaml), or use teachers=[classifier]."
+        )
+    if len(sentences) != len(ctx.splits.label_names):
+        raise AlpacaError(
+            f"task.prompt.label_sentences has {len(sentences)} sentences for {len(ctx.splits.label_names)} "
+            f"labels {ctx.splits.label_names}; give one per label, in label order."
+        )
+    return sentences
+
+
 def _require_single_texts(split: TextSplit, teacher: str) -> None:
     if len(split) and isinstance(split.texts[0], tuple):
         raise AlpacaError(f"The '{teacher}' teacher supports single-text tasks; this task has text pairs.")
@@ -221,17 +238,8 @@ class NextSentenceTeacher(PromptTeacher):
     name = "nsp"
     required_prompt_keys = ("label_sentences",)
 
-    def label_sentences(self, ctx: RunContext) -> list[str]:
-        sentences = list(self.prompt(ctx)["label_sentences"])
-        if len(sentences) != len(ctx.splits.label_names):
-            raise AlpacaError(
-                f"task.prompt.label_sentences has {len(sentences)} sentences for {len(ctx.splits.label_names)} "
-                f"labels {ctx.splits.label_names}; give one per label, in label order."
-            )
-        return sentences
-
     def prompted_splits(self, ctx: RunContext) -> TaskSplits:
-        sentences = self.label_sentences(ctx)
+        sentences = label_sentences(ctx, self.name)
 
         def pairs(split: TextSplit) -> TextSplit:
             _require_single_texts(split, self.name)

@@ -1,0 +1,81 @@
+"""The similarity teacher: zero-shot labels from the task's label sentences, read by a sentence encoder.
+
+    teachers=[classifier,similarity] fusion=weighted
+
+Each text gets the class whose label sentence (``task.prompt.label_sentences``, e.g. "It was great.") its embedding
+is closest to, by cosine similarity of the encoder's pooled embeddings. It learns nothing from the labelled set, so
+its errors are not the classifier's: on sentiment, where 8 labels per class leave MiniLM's classifier near chance,
+the label sentences alone classify about three in four pool texts right (README, "The similarity teacher"). It is a
+teacher like the others, fused with the classifier; ``fusion=weighted`` lets each one count by how much better than
+chance it is on validation.
+
+Cosine similarities are close together (a few hundredths apart), so their softmax is sharpened by one temperature
+fitted on validation (``calibration.fit_temperature``, as for the fused teacher): its confidences then mean about
+what they say before any fusion or filter reads them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from alpaca_lightning.context import RunContext
+from alpaca_lightning.errors import AlpacaError
+from alpaca_lightning.once import produce_once
+from alpaca_lightning.selftrain.calibration import fit_temperature, temper
+from alpaca_lightning.selftrain.prediction import Predictions
+from alpaca_lightning.selftrain.propagation import encoder_embeddings
+from alpaca_lightning.selftrain.teachers import TEACHER_SPLITS, Teacher, label_sentences
+
+ENCODERS = ("round0", "backbone")
+# softmax(cosine / COSINE_SCALE) before the fitted temperature: puts the temperature grid (0.25-50) over effective
+# scales of 0.0025-0.5, which spans what the cosine gaps of sentence encoders need
+COSINE_SCALE = 0.01
+
+
+def unit_rows(embeddings: np.ndarray) -> np.ndarray:
+    return embeddings / np.clip(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12, None)
+
+
+def similarity_probabilities(texts: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``softmax(cos(text, label sentence) / COSINE_SCALE)`` per text; rows are texts, columns classes."""
+    logits = unit_rows(texts) @ unit_rows(labels).T / COSINE_SCALE
+    logits -= logits.max(axis=1, keepdims=True)
+    scores = np.exp(logits)
+    return scores / scores.sum(axis=1, keepdims=True)
+
+
+class LabelSimilarityTeacher(Teacher):
+    """``encoder``: ``round0`` reads the round-0 encoder (the backbone after the round-0 stages, e.g. the contrastive
+    one), ``backbone`` the backbone as loaded. Predicted once per run (``<run>/teachers/similarity/``)."""
+
+    name = "similarity"
+
+    def __init__(self, encoder: str = "round0") -> None:
+        if encoder not in ENCODERS:
+            raise AlpacaError(f"teachers.similarity.encoder must be one of {ENCODERS}, got '{encoder}'.")
+        self.encoder = encoder
+
+    def check(self, ctx: RunContext) -> None:
+        label_sentences(ctx, self.name)
+
+    def predict(self, ctx: RunContext, teacher_model: Path) -> dict[str, Predictions]:
+        folder = ctx.run_dir / "teachers" / self.name
+        produce_once(folder, lambda: self._score(ctx), lambda probs, tmp: np.savez(tmp / "probs.npz", **probs),
+                     f"teacher '{self.name}'")
+        with np.load(folder / "probs.npz") as saved:
+            return {split: Predictions(saved[split]) for split in TEACHER_SPLITS}
+
+    def _score(self, ctx: RunContext) -> dict[str, np.ndarray]:
+        sentences = label_sentences(ctx, self.name)
+        encoder = ctx.encoder_path if self.encoder == "round0" else (ctx.backbone_path or ctx.encoder_path)
+        sentence_ids = ctx.tokenizer(sentences, truncation=True)["input_ids"]
+        ids = {split: ctx.datamodule.token_ids(split) for split in TEACHER_SPLITS}
+        rows = [row for split in TEACHER_SPLITS for row in ids[split]] + list(sentence_ids)
+        embeddings = encoder_embeddings(ctx, Path(encoder), rows)
+        probs = similarity_probabilities(embeddings[: -len(sentences)], embeddings[-len(sentences):])
+        bounds = np.cumsum([0] + [len(ids[split]) for split in TEACHER_SPLITS])
+        by_split = {split: probs[bounds[i]:bounds[i + 1]] for i, split in enumerate(TEACHER_SPLITS)}
+        temperature = fit_temperature(by_split["validation"], np.asarray(ctx.splits.validation.labels))
+        return {split: temper(p, temperature) for split, p in by_split.items()}
