@@ -1,0 +1,75 @@
+"""The similarity teacher: zero-shot labels from label sentences, calibrated on validation, fused by weight."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from alpaca_lightning.errors import AlpacaError
+from alpaca_lightning.pipeline import load_splits, run
+from alpaca_lightning.selftrain.calibration import nll
+from alpaca_lightning.selftrain.similarity import LabelSimilarityTeacher, similarity_probabilities
+from tests.conftest import compose_config, tiny_overrides
+
+LABEL_SENTENCES = "task.prompt={label_sentences:['it was awful.','it was great.']}"
+
+
+def test_each_text_leans_to_its_closest_label_sentence() -> None:
+    labels = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    texts = np.array([[0.9, 0.1, 0.0], [0.1, 2.0, 0.3], [0.2, 0.1, 0.5]])  # lengths differ: cosine ignores them
+    probs = similarity_probabilities(texts, labels)
+    assert probs.argmax(axis=1).tolist() == [0, 1, 2]
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0)
+    # near-equal cosines give near-uniform scores; a clear gap gives a confident one
+    tied = similarity_probabilities(np.array([[1.0, 1.0, 0.0]]), labels)
+    assert tied[0, 0] == pytest.approx(tied[0, 1])
+
+
+def test_similarity_teacher_rejects_an_unknown_encoder() -> None:
+    with pytest.raises(AlpacaError, match="round0"):
+        LabelSimilarityTeacher(encoder="frozen")
+
+
+@pytest.fixture(scope="module")
+def similarity_run(synthetic_task, tmp_path_factory):
+    out = tmp_path_factory.mktemp("similarity_run")
+    cfg = compose_config(tiny_overrides(synthetic_task, out) + [
+        LABEL_SENTENCES, "teachers=[classifier,similarity]", "fusion=weighted", "selftrain.max_rounds=1",
+    ])
+    return cfg, out, run(cfg)
+
+
+def test_similarity_teacher_predicts_once_with_calibrated_confidences(similarity_run) -> None:
+    cfg, out, _ = similarity_run
+    splits = load_splits(cfg)
+    folder = out / "teachers" / "similarity"
+    assert (folder / "COMPLETE").is_file()
+    with np.load(folder / "probs.npz") as saved:
+        pool, val = saved["pool"], saved["validation"]
+    assert pool.shape == (len(splits.pool), 2) and val.shape == (len(splits.validation), 2)
+    np.testing.assert_allclose(pool.sum(axis=1), 1.0, rtol=1e-6)
+    # the temperature was fitted on validation: no other sharpness of the same scores fits it better
+    gold = np.asarray(splits.validation.labels)
+    logits = np.log(val)
+    for scale in (0.5, 2.0):
+        rescaled = np.exp(logits * scale) / np.exp(logits * scale).sum(axis=1, keepdims=True)
+        assert nll(val, gold) <= nll(rescaled, gold) + 1e-9
+    rounds = json.loads((out / "rounds.json").read_text())
+    for key in ("teacher_similarity/val_acc", "teacher_similarity/pool_acc", "teacher_classifier/val_acc"):
+        assert key in rounds[1], key
+
+
+def test_weighted_fusion_counts_each_teacher_by_its_validation_accuracy(similarity_run) -> None:
+    _, out, _ = similarity_run
+    rounds = json.loads((out / "rounds.json").read_text())
+    accuracies = [rounds[1][f"teacher_{name}/val_acc"] for name in ("classifier", "similarity")]
+    weights = np.clip(np.array(accuracies) - 0.5, 0.0, None)
+    weights = weights / weights.sum() if weights.sum() > 0 else np.full(2, 0.5)
+    classifier = np.load(out / "rounds" / "round_0" / "teacher_predictions" / "pool" / "probs.npy")
+    with np.load(out / "teachers" / "similarity" / "probs.npz") as saved:
+        fused = weights[0] * classifier + weights[1] * saved["pool"]
+    table = pd.read_csv(out / "rounds" / "round_1" / "pseudo_labels.csv")
+    np.testing.assert_allclose(table[["prob_neg", "prob_pos"]].to_numpy(), fused[table["index"]], rtol=1e-4)
