@@ -1,6 +1,7 @@
 """How much does each rule for choosing the reported round lose against the best round in hindsight?
 
     python experiments/round_selection.py experiments/results/benchmark_full/results.json [more results.json ...]
+    python experiments/round_selection.py experiments/results/similarity_probe/runs/*_s[0-9]   # run folders
 
 Reads the per-round records that benchmark.py stores for every self-training run (cells[].selftrain.rounds) and
 applies each rule to each run. Test accuracy is used only to score a rule after the fact, never to choose a round.
@@ -41,6 +42,9 @@ RULES: dict[str, Callable[[Rounds], dict[str, Any] | None]] = {
 def runs_of(paths: list[Path]) -> list[tuple[str, Rounds]]:
     runs = []
     for path in paths:
+        if path.is_dir():  # a run folder, e.g. one of experiments/reuse_stages.py's: <dataset>_<setting>_s<seed>
+            runs.append((path.name.rsplit("_s", 1)[0], json.loads((path / "rounds.json").read_text())))
+            continue
         for cell in json.loads(path.read_text())["cells"]:
             for rounds in cell.get("selftrain", {}).get("rounds", []):
                 runs.append((f"{cell['dataset']} K={cell['K']}", rounds))
@@ -67,7 +71,8 @@ def score(runs: list[tuple[str, Rounds]]) -> dict[str, dict[str, Any]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("results", nargs="+", type=Path, help="results.json files written by benchmark.py")
+    parser.add_argument("results", nargs="+", type=Path,
+                        help="results.json files written by benchmark.py, or run folders (with rounds.json)")
     table = score(runs_of(parser.parse_args().results))
     cells = sorted({c for row in table.values() for c in row["per_cell"]})
     print("| rule | runs | regret vs hindsight (points) | gain over round 0 (points) | "

@@ -33,6 +33,23 @@ def test_similarity_teacher_rejects_an_unknown_encoder() -> None:
         LabelSimilarityTeacher(encoder="frozen")
 
 
+def test_label_names_stand_in_for_missing_label_sentences(synthetic_task) -> None:
+    from alpaca_lightning.context import RunContext
+
+    splits = load_splits(compose_config(tiny_overrides(synthetic_task, "/tmp/unused")))
+
+    def context(prompt):
+        return RunContext(splits=splits, datamodule=None, make_datamodule=None, make_classifier=None, trainers=None,
+                          tokenizer=None, encoder_path="", run_dir=None, seed=0, supervised_epochs=1,
+                          global_batch_size=8, prompt=prompt)
+
+    teacher = LabelSimilarityTeacher()
+    assert teacher.sentences(context(None)) == ["neg", "pos"]
+    assert teacher.sentences(context({"label_sentences": ["bad.", "good."]})) == ["bad.", "good."]
+    with pytest.raises(AlpacaError, match="one per label"):
+        teacher.check(context({"label_sentences": ["bad.", "good.", "fine."]}))
+
+
 @pytest.fixture(scope="module")
 def similarity_run(synthetic_task, tmp_path_factory):
     out = tmp_path_factory.mktemp("similarity_run")

@@ -193,8 +193,7 @@ def test_nsp_pairs_each_text_with_every_label_sentence(synthetic_task, minilm_to
     np.testing.assert_allclose(teacher.class_scores(pair_probs, 2), [[0.25, 0.75], [0.75, 0.25]])
 
 
-@pytest.mark.parametrize("teacher,keys", [("cloze", "task.prompt.pattern"), ("nsp", "task.prompt.label_sentences"),
-                                          ("similarity", "task.prompt.label_sentences")])
+@pytest.mark.parametrize("teacher,keys", [("cloze", "task.prompt.pattern"), ("nsp", "task.prompt.label_sentences")])
 def test_prompt_teacher_without_prompt_fails_before_training(synthetic_task, tmp_path, monkeypatch, teacher,
                                                              keys) -> None:
     """README: a prompt teacher on a task without prompts fails before any training (not in round 1, after round 0

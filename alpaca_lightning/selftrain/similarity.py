@@ -2,8 +2,8 @@
 
     teachers=[classifier,similarity] fusion=weighted
 
-Each text gets the class whose label sentence (``task.prompt.label_sentences``, e.g. "It was great.") its embedding
-is closest to, by cosine similarity of the encoder's pooled embeddings. It learns nothing from the labelled set, so
+Each text gets the class whose label sentence (``task.prompt.label_sentences``, e.g. "It was great.", else the label
+name) its embedding is closest to, by cosine similarity of the encoder's pooled embeddings. It learns nothing from the labelled set, so
 its errors are not the classifier's: on sentiment, where 8 labels per class leave MiniLM's classifier near chance,
 the label sentences alone classify about three in four pool texts right (README, "The similarity teacher"). It is a
 teacher like the others, fused with the classifier; ``fusion=weighted`` lets each one count by how much better than
@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alpaca_lightning.console import info
 from alpaca_lightning.context import RunContext
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.once import produce_once
@@ -47,7 +48,7 @@ def similarity_probabilities(texts: np.ndarray, labels: np.ndarray) -> np.ndarra
 
 
 class LabelSimilarityTeacher(Teacher):
-    """``encoder``: ``round0`` reads the round-0 encoder (the backbone after the round-0 stages, e.g. the contrastive
+    """Without ``task.prompt.label_sentences`` the label names stand in for them. ``encoder``: ``round0`` reads the round-0 encoder (the backbone after the round-0 stages, e.g. the contrastive
     one), ``backbone`` the backbone as loaded. Predicted once per run (``<run>/teachers/similarity/``)."""
 
     name = "similarity"
@@ -58,7 +59,14 @@ class LabelSimilarityTeacher(Teacher):
         self.encoder = encoder
 
     def check(self, ctx: RunContext) -> None:
-        label_sentences(ctx, self.name)
+        self.sentences(ctx)
+
+    def sentences(self, ctx: RunContext) -> list[str]:
+        """``task.prompt.label_sentences``, or the label names where the task gives none (the classic zero-shot
+        description of a class; a weak one, e.g. '0' and '1', earns no weight under ``fusion=weighted``)."""
+        if (ctx.prompt or {}).get("label_sentences"):
+            return label_sentences(ctx, self.name)
+        return list(ctx.label_names)
 
     def predict(self, ctx: RunContext, teacher_model: Path) -> dict[str, Predictions]:
         folder = ctx.run_dir / "teachers" / self.name
@@ -68,7 +76,8 @@ class LabelSimilarityTeacher(Teacher):
             return {split: Predictions(saved[split]) for split in TEACHER_SPLITS}
 
     def _score(self, ctx: RunContext) -> dict[str, np.ndarray]:
-        sentences = label_sentences(ctx, self.name)
+        sentences = self.sentences(ctx)
+        info(f"teacher '{self.name}': label sentences {sentences}")
         encoder = ctx.encoder_path if self.encoder == "round0" else (ctx.backbone_path or ctx.encoder_path)
         sentence_ids = ctx.tokenizer(sentences, truncation=True)["input_ids"]
         ids = {split: ctx.datamodule.token_ids(split) for split in TEACHER_SPLITS}
