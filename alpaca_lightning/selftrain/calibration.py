@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-CALIBRATIONS = ("none", "temperature")
+# temperature: the fused teacher, after fusion; teachers: each teacher on its own, before fusion
+CALIBRATIONS = ("none", "temperature", "teachers")
 # log-spaced candidates: a grid search is exact enough for one parameter and cannot diverge on 16 examples
 TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(50.0), 241))
 

@@ -347,6 +347,8 @@ class SelfTrainingLoop:
         outputs = []
         for teacher in self.teachers:
             predictions = teacher.predict(self.ctx, teacher_model)
+            if self.settings.calibration == "teachers":
+                predictions = self._calibrate_teacher(teacher.name, predictions, diagnostics)
             val = classification_metrics(predictions["validation"], self.val_gold, "val")
             diagnostics.update(prefixed(f"teacher_{teacher.name}", val))
             diagnostics.update(prefixed(f"teacher_{teacher.name}",
@@ -355,6 +357,14 @@ class SelfTrainingLoop:
                 {split: TeacherOutput(teacher.name, p.probs, val.get("val/acc")) for split, p in predictions.items()}
             )
         return outputs
+
+    def _calibrate_teacher(self, name: str, predictions: dict[str, Predictions],
+                           diagnostics: dict[str, Any]) -> dict[str, Predictions]:
+        """One teacher's temperature, fitted on its validation predictions, applied to all of its predictions: an
+        over-confident teacher then cannot outvote a better-calibrated one in the fusion."""
+        temperature = fit_temperature(predictions["validation"].probs, self.val_gold)
+        diagnostics[f"calibration/temperature_{name}"] = temperature
+        return {split: Predictions(temper(p.probs, temperature)) for split, p in predictions.items()}
 
     def _teacher_metrics(self, prefix: str, pool: Fused, val: Fused) -> dict[str, Any]:
         metrics = classification_metrics(Predictions(pool.probs), self.hidden.labels, "pool")
