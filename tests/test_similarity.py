@@ -1,4 +1,4 @@
-"""The similarity teacher: zero-shot labels from label sentences, calibrated on validation, fused by weight."""
+"""The similarity teacher: zero-shot labels from label sentences, and each teacher calibrated before fusion."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.pipeline import load_splits, run
-from alpaca_lightning.selftrain.calibration import nll
+from alpaca_lightning.selftrain.calibration import fit_temperature, nll, temper
 from alpaca_lightning.selftrain.similarity import LabelSimilarityTeacher, similarity_probabilities
 from tests.conftest import compose_config, tiny_overrides
 
@@ -54,7 +54,8 @@ def test_label_names_stand_in_for_missing_label_sentences(synthetic_task) -> Non
 def similarity_run(synthetic_task, tmp_path_factory):
     out = tmp_path_factory.mktemp("similarity_run")
     cfg = compose_config(tiny_overrides(synthetic_task, out) + [
-        LABEL_SENTENCES, "teachers=[classifier,similarity]", "fusion=weighted", "selftrain.max_rounds=1",
+        LABEL_SENTENCES, "teachers=[classifier,similarity]", "fusion=product", "selftrain.calibration=teachers",
+        "selftrain.max_rounds=1",
     ])
     return cfg, out, run(cfg)
 
@@ -79,14 +80,18 @@ def test_similarity_teacher_predicts_once_with_calibrated_confidences(similarity
         assert key in rounds[1], key
 
 
-def test_weighted_fusion_counts_each_teacher_by_its_validation_accuracy(similarity_run) -> None:
-    _, out, _ = similarity_run
-    rounds = json.loads((out / "rounds.json").read_text())
-    accuracies = [rounds[1][f"teacher_{name}/val_acc"] for name in ("classifier", "similarity")]
-    weights = np.clip(np.array(accuracies) - 0.5, 0.0, None)
-    weights = weights / weights.sum() if weights.sum() > 0 else np.full(2, 0.5)
-    classifier = np.load(out / "rounds" / "round_0" / "teacher_predictions" / "pool" / "probs.npy")
+def test_each_teacher_is_calibrated_on_validation_before_the_product(similarity_run) -> None:
+    """calibration=teachers: every teacher's own temperature (recorded), then fusion=product multiplies them."""
+    cfg, out, _ = similarity_run
+    gold = np.asarray(load_splits(cfg).validation.labels)
+    metrics = json.loads((out / "rounds" / "round_1" / "metrics.json").read_text())
+    teacher_folder = out / "rounds" / "round_0" / "teacher_predictions"
+    classifier = {split: np.load(teacher_folder / split / "probs.npy") for split in ("pool", "validation")}
+    temperature = metrics["calibration/temperature_classifier"]
+    assert temperature == pytest.approx(fit_temperature(classifier["validation"], gold))
     with np.load(out / "teachers" / "similarity" / "probs.npz") as saved:
-        fused = weights[0] * classifier + weights[1] * saved["pool"]
+        similarity = temper(saved["pool"], metrics["calibration/temperature_similarity"])
+    product = temper(classifier["pool"], temperature) * similarity
+    fused = product / product.sum(axis=1, keepdims=True)
     table = pd.read_csv(out / "rounds" / "round_1" / "pseudo_labels.csv")
     np.testing.assert_allclose(table[["prob_neg", "prob_pos"]].to_numpy(), fused[table["index"]], rtol=1e-4)

@@ -102,6 +102,18 @@ class GeometricMeanFusion(Fusion):
         return _normalize(np.exp(log_mean - log_mean.max(axis=1, keepdims=True)))
 
 
+class ProductFusion(Fusion):
+    """Product of experts: the normalised product of the teachers' probabilities, i.e. Bayes' rule for teachers whose
+    errors are independent. Each teacher's sharpness is its say, so calibrate them first
+    (``selftrain.calibration=teachers``): a calibrated teacher near chance is flat and barely moves the product."""
+
+    name = "product"
+
+    def combine(self, stacked: np.ndarray, outputs: list[TeacherOutput]) -> np.ndarray:
+        log_sum = np.log(np.clip(stacked, 1e-12, 1.0)).sum(axis=0)
+        return _normalize(np.exp(log_sum - log_sum.max(axis=1, keepdims=True)))
+
+
 class MajorityVoteFusion(Fusion):
     """Each teacher votes for its top class; the fused distribution is the vote share, so its confidence is the
     level of agreement. Ties between classes are broken by the mean probability."""
