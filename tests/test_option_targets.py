@@ -28,7 +28,7 @@ from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.backbone import PretrainedBackbone, TinyBertBackbone, load_tokenizer
 from alpaca_lightning.models.classifier import SequenceClassifier
 from alpaca_lightning.models.prompt import IS_NEXT
-from alpaca_lightning.selftrain import filters, fusion, propagation, teachers
+from alpaca_lightning.selftrain import filters, fusion, propagation, similarity, teachers
 from alpaca_lightning.selftrain.filters import SelectionContext, apply_filters
 from tests.conftest import CONF_DIR, LIST_GROUPS, compose_config, probs_for, synthetic_rows, write_csv
 
@@ -163,6 +163,12 @@ def check_geometric(cfg: DictConfig, _) -> None:
     np.testing.assert_allclose(out.probs, [[0.6, 0.4], [r / (1 + r), 1 / (1 + r)]])
 
 
+def check_product(cfg: DictConfig, _) -> None:
+    out = fused(cfg, fusion.ProductFusion)
+    # example 0: 0.9 * 0.2 * 0.6 = 0.108 against 0.1 * 0.8 * 0.4 = 0.032; example 1: 0.336 against 0.024
+    np.testing.assert_allclose(out.probs, [[0.108 / 0.14, 0.032 / 0.14], [0.336 / 0.36, 0.024 / 0.36]])
+
+
 def check_weighted(cfg: DictConfig, _) -> None:
     out = fused(cfg, fusion.WeightedMeanFusion)
     # weights: validation accuracy above chance (0.5) -> 0.4, 0.1, 0 -> normalised 0.8, 0.2, 0
@@ -218,6 +224,11 @@ def check_propagation(cfg: DictConfig, _) -> None:
     teacher = instantiate(cfg.teachers.propagation)
     assert isinstance(teacher, propagation.PropagationTeacher)
     assert (teacher.k, teacher.alpha, teacher.iterations) == (10, 0.99, 30)
+
+
+def check_similarity(cfg: DictConfig, _) -> None:
+    teacher = instantiate(cfg.teachers.similarity)
+    assert isinstance(teacher, similarity.LabelSimilarityTeacher) and teacher.encoder == "round0"
 
 
 # --- losses: on a module whose logits are fixed, so each value is a hand-computed cross-entropy -----------------------
@@ -400,10 +411,12 @@ CHECKS: dict[tuple[str, str], Callable[[DictConfig, object], None]] = {
     ("fusion", "geometric"): check_geometric,
     ("fusion", "weighted"): check_weighted,
     ("fusion", "vote"): check_vote,
+    ("fusion", "product"): check_product,
     ("teachers", "classifier"): check_classifier,
     ("teachers", "cloze"): check_cloze,
     ("teachers", "nsp"): check_nsp,
     ("teachers", "propagation"): check_propagation,
+    ("teachers", "similarity"): check_similarity,
     ("losses", "supervised"): check_supervised,
     ("losses", "consistency"): check_consistency,
     ("stages", "contrastive"): check_contrastive,
