@@ -74,22 +74,47 @@ def mean_per_round(runs: list[list[dict]], key: str) -> str:
     return " / ".join(cells)
 
 
-def summary_rows(out: Path) -> list[str]:
-    """One markdown row per (setting, dataset) over every finished run folder under ``out/runs`` (named
-    <dataset>_<setting>_s<seed>), so that several invocations with the same --out build one table."""
+def _groups(out: Path) -> dict[tuple[str, str], list[Path]]:
+    """Finished run folders under ``out/runs`` (named <dataset>_<setting>_s<seed>) by (setting, dataset)."""
     groups: dict[tuple[str, str], list[Path]] = {}
     for folder in sorted((out / "runs").glob("*_s*")):
         if (folder / "results.json").is_file() and (folder / "rounds.json").is_file():
             dataset, _, rest = folder.name.partition("_")
             groups.setdefault((rest.rsplit("_s", 1)[0], dataset), []).append(folder)
+    return groups
+
+
+def summary_rows(out: Path) -> list[str]:
+    """One markdown row per (setting, dataset) over every finished run folder under ``out/runs`` (named
+    <dataset>_<setting>_s<seed>), so that several invocations with the same --out build one table."""
     rows = []
-    for (name, dataset), folders in sorted(groups.items()):
+    for (name, dataset), folders in sorted(_groups(out).items()):
         results = [read_json(f / "results.json") for f in folders]
         rounds = [read_json(f / "rounds.json") for f in folders]
         val = statistics.mean(100 * r["best"]["val/acc"] for r in results)
         test = statistics.mean(100 * r["best"]["test/acc"] for r in results)
         rows.append(f"| {name} | {dataset} | {len(folders)} | {val:.1f} | {test:.1f} | "
                     f"{mean_per_round(rounds, 'test/acc')} | {mean_per_round(rounds, 'pseudo/acc')} |")
+    return rows
+
+
+def teacher_rows(out: Path) -> list[str]:
+    """Round 1's teachers on the pool (``teacher_<name>/pool_acc``; ``fused`` is what the filters read) and its
+    selection, one markdown row per (setting, dataset): how right each teacher was, before any student."""
+    rows = []
+    for (name, dataset), folders in sorted(_groups(out).items()):
+        firsts = [r[1] for r in (read_json(f / "rounds.json") for f in folders)
+                  if len(r) > 1 and r[1].get("teacher/pool_acc") is not None]
+        if not firsts:
+            continue
+        teachers = sorted({key for r in firsts for key in r if key.startswith("teacher_") and key.endswith("/pool_acc")})
+        cells = [f"{t.removeprefix('teacher_').removesuffix('/pool_acc')} "
+                 f"{statistics.mean(100 * r[t] for r in firsts if r.get(t) is not None):.1f}" for t in teachers]
+        cells.append(f"fused {statistics.mean(100 * r['teacher/pool_acc'] for r in firsts):.1f}")
+        selected = statistics.mean(r["pseudo/count"] for r in firsts)
+        precision = [100 * r["pseudo/acc"] for r in firsts if r.get("pseudo/acc") is not None]
+        right = f"{statistics.mean(precision):.1f}" if precision else "-"
+        rows.append(f"| {name} | {dataset} | {len(firsts)} | {', '.join(cells)} | {selected:.0f} | {right} |")
     return rows
 
 
@@ -100,7 +125,10 @@ def write_summary(out: Path, command: str) -> str:
     commands += [f"`{command}`"] if f"`{command}`" not in commands else []
     table = ["| setting | dataset | runs | val acc (chosen round) | test acc (chosen round) | test acc per round | "
              "pseudo-label acc per round |", "|---|---|---|---|---|---|---|", *summary_rows(out)]
-    text = "Mean over seeds, %.\n\n" + "\n".join(commands) + "\n\n" + "\n".join(table) + "\n"
+    teachers = ["| setting | dataset | runs | round 1's teachers: pool accuracy | selected | selected right |",
+                "|---|---|---|---|---|---|", *teacher_rows(out)]
+    text = ("Mean over seeds, %.\n\n" + "\n".join(commands) + "\n\n" + "\n".join(table) + "\n\n"
+            + "\n".join(teachers) + "\n")
     atomic_write_text(out / "results.md", text)
     return "\n".join(table)
 

@@ -117,3 +117,15 @@ def test_reuse_stages_summary_covers_every_run_in_the_folder(tmp_path) -> None:
     assert "| my_setting | trec6 | 1 | 50.0 | 60.0 | 20.0 / 40.0 / 60.0 | - / 50.0 / 50.0 |" in table
     text = (tmp_path / "results.md").read_text()
     assert text.count("`python experiments/reuse_stages.py") == 2
+    # round 1's teachers, where the runs recorded them
+    for seed, (classifier, similarity) in enumerate([(0.6, 0.8), (0.7, 0.9)]):
+        folder = tmp_path / "runs" / f"sst2_fused_s{seed}"
+        folder.mkdir()
+        first = {"test/acc": 0.7, "pseudo/acc": 0.9, "pseudo/count": 100 + seed * 100, "teacher/pool_acc": 0.85,
+                 "teacher_classifier/pool_acc": classifier, "teacher_similarity/pool_acc": similarity}
+        (folder / "rounds.json").write_text(json.dumps([{"test/acc": 0.6}, first]))
+        (folder / "results.json").write_text(json.dumps({"best": {"val/acc": 0.5, "test/acc": 0.7}}))
+    write_summary(tmp_path, "x")
+    text = (tmp_path / "results.md").read_text()
+    assert "| fused | sst2 | 2 | classifier 65.0, similarity 85.0, fused 85.0 | 150 | 90.0 |" in text
+    assert "| a | sst2 | " not in text.split("round 1's teachers")[1]  # no teacher records, no row
