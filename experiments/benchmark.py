@@ -129,6 +129,8 @@ VARIANTS = {
             "default": [],
             # the default before the 5-round schedule with the precision gate
             "max_rounds=3,min_precision=null": ["selftrain.max_rounds=3", "selftrain.min_precision=null"],
+            # the default before the similarity teacher (the classifier alone, uncalibrated)
+            "teachers=[classifier]": ["teachers=[classifier]", "fusion=mean", "selftrain.calibration=none"],
             "calibration=temperature": ["selftrain.calibration=temperature"],
             "finetune_lr=null": ["stages.probe.finetune_lr=null"],
             "supervised_lr=2e-5": ["stages.probe.finetune_lr=null", "selftrain.supervised_lr=2e-5"],

@@ -67,6 +67,10 @@ def tiny_overrides(task: dict[str, Path], out_dir: Path) -> list[str]:
         "split.val_size=60",
         "split.pool_size=200",
         "stages=[]",  # plain round 0; tests/test_stages.py runs the default contrastive and probe stages
+        # the classifier alone teaches, as it predicts (tests/test_similarity.py runs the default teachers and fusion)
+        "teachers=[classifier]",
+        "fusion=mean",
+        "selftrain.calibration=none",
         "filters=[class_balanced]",
         "filters.class_balanced.k=40",
         "selftrain.max_rounds=2",

@@ -65,3 +65,16 @@ def test_fusion_checks_its_inputs() -> None:
         MeanFusion()([])
     with pytest.raises(ValueError, match="shape"):
         MeanFusion()(outputs(A, B[:2]))
+
+
+def test_a_teacher_joins_the_fusion_only_where_it_lowers_validation_nll() -> None:
+    from alpaca_lightning.selftrain.fusion import ProductFusion, TeacherOutput, helpful_teachers
+
+    gold = np.array([0, 1, 0, 1])
+    first = TeacherOutput("classifier", np.array([[0.6, 0.4], [0.4, 0.6], [0.4, 0.6], [0.6, 0.4]]))  # half right
+    informed = TeacherOutput("similarity", np.array([[0.8, 0.2], [0.2, 0.8], [0.8, 0.2], [0.2, 0.8]]))
+    wrong = TeacherOutput("similarity", np.array([[0.2, 0.8], [0.8, 0.2], [0.2, 0.8], [0.8, 0.2]]))
+    assert helpful_teachers(ProductFusion(), [first, informed], gold) == [0, 1]
+    assert helpful_teachers(ProductFusion(), [first, wrong], gold) == [0]
+    assert helpful_teachers(ProductFusion(), [first, wrong, informed], gold) == [0, 2]
+    assert helpful_teachers(ProductFusion(), [first, wrong], np.full(4, -1)) == [0, 1]  # no gold: fuse them all

@@ -55,7 +55,7 @@ def similarity_run(synthetic_task, tmp_path_factory):
     out = tmp_path_factory.mktemp("similarity_run")
     cfg = compose_config(tiny_overrides(synthetic_task, out) + [
         LABEL_SENTENCES, "teachers=[classifier,similarity]", "fusion=product", "selftrain.calibration=teachers",
-        "selftrain.max_rounds=1",
+        "selftrain.teacher_selection=all", "selftrain.max_rounds=1",
     ])
     return cfg, out, run(cfg)
 
@@ -94,4 +94,25 @@ def test_each_teacher_is_calibrated_on_validation_before_the_product(similarity_
     product = temper(classifier["pool"], temperature) * similarity
     fused = product / product.sum(axis=1, keepdims=True)
     table = pd.read_csv(out / "rounds" / "round_1" / "pseudo_labels.csv")
+    np.testing.assert_allclose(table[["prob_neg", "prob_pos"]].to_numpy(), fused[table["index"]], rtol=1e-4)
+
+
+def test_teacher_selection_fuses_only_the_teachers_that_help_on_validation(synthetic_task, tmp_path) -> None:
+    """The default teacher_selection=validation: round 1 records which teachers it fused, and its pseudo-labels
+    carry exactly those teachers' product."""
+    cfg = compose_config(tiny_overrides(synthetic_task, tmp_path) + [
+        LABEL_SENTENCES, "teachers=[classifier,similarity]", "fusion=product", "selftrain.calibration=teachers",
+        "selftrain.teacher_selection=validation", "selftrain.max_rounds=1",
+    ])
+    run(cfg)
+    metrics = json.loads((tmp_path / "rounds" / "round_1" / "metrics.json").read_text())
+    fused_names = metrics["teachers/fused"].split("+")
+    assert fused_names[0] == "classifier" and set(fused_names) <= {"classifier", "similarity"}
+    teacher_folder = tmp_path / "rounds" / "round_0" / "teacher_predictions" / "pool"
+    product = temper(np.load(teacher_folder / "probs.npy"), metrics["calibration/temperature_classifier"])
+    if "similarity" in fused_names:
+        with np.load(tmp_path / "teachers" / "similarity" / "probs.npz") as saved:
+            product = product * temper(saved["pool"], metrics["calibration/temperature_similarity"])
+    fused = product / product.sum(axis=1, keepdims=True)
+    table = pd.read_csv(tmp_path / "rounds" / "round_1" / "pseudo_labels.csv")
     np.testing.assert_allclose(table[["prob_neg", "prob_pos"]].to_numpy(), fused[table["index"]], rtol=1e-4)

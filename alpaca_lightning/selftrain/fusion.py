@@ -138,3 +138,23 @@ class AgreementFusion(MeanFusion):
         stacked = _stack(outputs)
         tops = stacked.argmax(axis=2)
         return Fused(self.combine(stacked, outputs), (tops == tops[0]).all(axis=0))
+
+
+def helpful_teachers(fusion: Fusion, val_outputs: list[TeacherOutput], val_gold: np.ndarray) -> list[int]:
+    """Positions of the teachers to fuse: the first always; each later one, in order, only where adding it lowers
+    the fused teacher's validation NLL. A teacher that makes the fused predictions on validation worse is left out
+    of this round (e.g. zero-shot label sentences on a task whose labels they describe badly)."""
+    known = np.asarray(val_gold) >= 0
+    gold = np.asarray(val_gold)[known]
+
+    def val_nll(positions: list[int]) -> float:
+        probs = fusion([val_outputs[i] for i in positions]).probs[known]
+        return float(-np.log(np.clip(probs[np.arange(len(gold)), gold], 1e-12, None)).mean())
+
+    kept = [0]
+    if not len(gold):
+        return list(range(len(val_outputs)))
+    for i in range(1, len(val_outputs)):
+        if val_nll(kept + [i]) < val_nll(kept):
+            kept.append(i)
+    return kept

@@ -38,7 +38,7 @@ from alpaca_lightning.once import produce_once, seeded_build
 from alpaca_lightning.selftrain.calibration import CALIBRATIONS, expected_precision, fit_temperature, temper
 from alpaca_lightning.selftrain.diagnostics import expected_calibration_error, round_diagnostics
 from alpaca_lightning.selftrain.filters import PseudoLabelFilter, SelectionContext, top_per_class
-from alpaca_lightning.selftrain.fusion import Fused, Fusion, TeacherOutput
+from alpaca_lightning.selftrain.fusion import Fused, Fusion, TeacherOutput, helpful_teachers
 from alpaca_lightning.selftrain.prediction import Predictions, classification_metrics, predict_split
 from alpaca_lightning.selftrain.prior import pool_prior
 from alpaca_lightning.selftrain.pseudo_labels import LabelUse, PseudoLabelSet, select_pseudo_labels
@@ -74,6 +74,7 @@ class RoundSettings:
     weight_by_confidence: bool
     stage_pseudo_per_class: int
     calibration: str
+    teacher_selection: str
 
     @property
     def label_use(self) -> LabelUse:
@@ -93,7 +94,8 @@ class RoundSettings:
         _ = self.label_use  # validates the label options before any training
         choices = {"student_init": (self.student_init, STUDENT_INITS), "teacher": (self.teacher, TEACHER_CHOICES),
                    "keep_models": (self.keep_models, ("best", "all")),
-                   "calibration": (self.calibration, CALIBRATIONS)}
+                   "calibration": (self.calibration, CALIBRATIONS),
+                   "teacher_selection": (self.teacher_selection, ("all", "validation"))}
         for key, (value, allowed) in choices.items():
             if value not in allowed:
                 raise AlpacaError(f"selftrain.{key} must be one of {allowed}, got '{value}'.")
@@ -316,6 +318,12 @@ class SelfTrainingLoop:
         """Teachers predict pool and validation, fusion combines them, filters select; all of it is diagnosed."""
         diagnostics: dict[str, Any] = {}
         outputs = self._teacher_outputs(self.round_dir(teacher_round) / "model", diagnostics)
+        if self.settings.teacher_selection == "validation" and len(outputs) > 1:
+            kept = helpful_teachers(self.fusion, [o["validation"] for o in outputs], self.val_gold)
+            diagnostics["teachers/fused"] = "+".join(outputs[i]["pool"].name for i in kept)
+            info(f"round {k}: fusing {diagnostics['teachers/fused']} (a teacher joins only where it lowers the "
+                 f"fused validation NLL; selftrain.teacher_selection=all fuses every teacher)")
+            outputs = [outputs[i] for i in kept]
         fused_pool = self.fusion([o["pool"] for o in outputs])
         fused_val = self.fusion([o["validation"] for o in outputs])
         if self.settings.calibration == "temperature":
