@@ -99,7 +99,7 @@ def test_each_teacher_is_calibrated_on_validation_before_the_product(similarity_
 
 def test_teacher_selection_fuses_only_the_teachers_that_help_on_validation(synthetic_task, tmp_path) -> None:
     """The default teacher_selection=validation: round 1 records which teachers it fused, and its pseudo-labels
-    carry exactly those teachers' product."""
+    carry exactly those teachers' product (calibrated where there are two, as predicted where one is left)."""
     cfg = compose_config(tiny_overrides(synthetic_task, tmp_path) + [
         LABEL_SENTENCES, "teachers=[classifier,similarity]", "fusion=product", "selftrain.calibration=teachers",
         "selftrain.teacher_selection=validation", "selftrain.max_rounds=1",
@@ -108,11 +108,12 @@ def test_teacher_selection_fuses_only_the_teachers_that_help_on_validation(synth
     metrics = json.loads((tmp_path / "rounds" / "round_1" / "metrics.json").read_text())
     fused_names = metrics["teachers/fused"].split("+")
     assert fused_names[0] == "classifier" and set(fused_names) <= {"classifier", "similarity"}
-    teacher_folder = tmp_path / "rounds" / "round_0" / "teacher_predictions" / "pool"
-    product = temper(np.load(teacher_folder / "probs.npy"), metrics["calibration/temperature_classifier"])
-    if "similarity" in fused_names:
+    classifier = np.load(tmp_path / "rounds" / "round_0" / "teacher_predictions" / "pool" / "probs.npy")
+    product = classifier  # a teacher left alone is used as it predicts
+    if "similarity" in fused_names:  # both calibrated, then multiplied
         with np.load(tmp_path / "teachers" / "similarity" / "probs.npz") as saved:
-            product = product * temper(saved["pool"], metrics["calibration/temperature_similarity"])
+            product = (temper(classifier, metrics["calibration/temperature_classifier"])
+                       * temper(saved["pool"], metrics["calibration/temperature_similarity"]))
     fused = product / product.sum(axis=1, keepdims=True)
     table = pd.read_csv(tmp_path / "rounds" / "round_1" / "pseudo_labels.csv")
     np.testing.assert_allclose(table[["prob_neg", "prob_pos"]].to_numpy(), fused[table["index"]], rtol=1e-4)

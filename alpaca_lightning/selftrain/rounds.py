@@ -317,13 +317,8 @@ class SelfTrainingLoop:
     def _pseudo_label(self, k: int, teacher_round: int) -> PseudoLabelRound:
         """Teachers predict pool and validation, fusion combines them, filters select; all of it is diagnosed."""
         diagnostics: dict[str, Any] = {}
-        outputs = self._teacher_outputs(self.round_dir(teacher_round) / "model", diagnostics)
-        if self.settings.teacher_selection == "validation" and len(outputs) > 1:
-            kept = helpful_teachers(self.fusion, [o["validation"] for o in outputs], self.val_gold)
-            diagnostics["teachers/fused"] = "+".join(outputs[i]["pool"].name for i in kept)
-            info(f"round {k}: fusing {diagnostics['teachers/fused']} (a teacher joins only where it lowers the "
-                 f"fused validation NLL; selftrain.teacher_selection=all fuses every teacher)")
-            outputs = [outputs[i] for i in kept]
+        outputs = self._fused_teachers(k, self._teacher_outputs(self.round_dir(teacher_round) / "model", diagnostics),
+                                       diagnostics)
         fused_pool = self.fusion([o["pool"] for o in outputs])
         fused_val = self.fusion([o["validation"] for o in outputs])
         if self.settings.calibration == "temperature":
@@ -355,8 +350,6 @@ class SelfTrainingLoop:
         outputs = []
         for teacher in self.teachers:
             predictions = teacher.predict(self.ctx, teacher_model)
-            if self.settings.calibration == "teachers":
-                predictions = self._calibrate_teacher(teacher.name, predictions, diagnostics)
             val = classification_metrics(predictions["validation"], self.val_gold, "val")
             diagnostics.update(prefixed(f"teacher_{teacher.name}", val))
             diagnostics.update(prefixed(f"teacher_{teacher.name}",
@@ -366,13 +359,31 @@ class SelfTrainingLoop:
             )
         return outputs
 
-    def _calibrate_teacher(self, name: str, predictions: dict[str, Predictions],
-                           diagnostics: dict[str, Any]) -> dict[str, Predictions]:
-        """One teacher's temperature, fitted on its validation predictions, applied to all of its predictions: an
-        over-confident teacher then cannot outvote a better-calibrated one in the fusion."""
-        temperature = fit_temperature(predictions["validation"].probs, self.val_gold)
+    def _fused_teachers(self, k: int, outputs: list[dict[str, TeacherOutput]],
+                        diagnostics: dict[str, Any]) -> list[dict[str, TeacherOutput]]:
+        """The teachers that this round fuses, as the fusion reads them. With ``calibration=teachers`` each teacher is
+        temperature-scaled on validation, so that an over-confident one cannot outvote a better one; a teacher that
+        ends up alone is used as it predicts (its calibration would only move the filters' threshold, which is
+        ``calibration=temperature``). ``teacher_selection=validation`` keeps a teacher after the first only where it
+        lowers the fused validation NLL."""
+        if self.settings.calibration == "teachers" and len(outputs) > 1:
+            calibrated = [self._calibrate_teacher(o, diagnostics) for o in outputs]
+        else:
+            calibrated = outputs
+        kept = list(range(len(outputs)))
+        if self.settings.teacher_selection == "validation" and len(outputs) > 1:
+            kept = helpful_teachers(self.fusion, [o["validation"] for o in calibrated], self.val_gold)
+            diagnostics["teachers/fused"] = "+".join(outputs[i]["pool"].name for i in kept)
+            info(f"round {k}: fusing {diagnostics['teachers/fused']} (a teacher joins only where it lowers the "
+                 f"fused validation NLL; selftrain.teacher_selection=all fuses every teacher)")
+        return [calibrated[i] for i in kept] if len(kept) > 1 else [outputs[kept[0]]]
+
+    def _calibrate_teacher(self, output: dict[str, TeacherOutput], diagnostics: dict[str, Any]) -> dict[str, TeacherOutput]:
+        """One teacher's temperature, fitted on its validation predictions, applied to all of its predictions."""
+        name = output["validation"].name
+        temperature = fit_temperature(output["validation"].probs, self.val_gold)
         diagnostics[f"calibration/temperature_{name}"] = temperature
-        return {split: Predictions(temper(p.probs, temperature)) for split, p in predictions.items()}
+        return {split: replace(o, probs=temper(o.probs, temperature)) for split, o in output.items()}
 
     def _teacher_metrics(self, prefix: str, pool: Fused, val: Fused) -> dict[str, Any]:
         metrics = classification_metrics(Predictions(pool.probs), self.hidden.labels, "pool")
