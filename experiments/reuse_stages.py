@@ -107,7 +107,8 @@ def teacher_rows(out: Path) -> list[str]:
                   if len(r) > 1 and r[1].get("teacher/pool_acc") is not None]
         if not firsts:
             continue
-        teachers = sorted({key for r in firsts for key in r if key.startswith("teacher_") and key.endswith("/pool_acc")})
+        teachers = sorted({key for r in firsts for key in r
+                           if key.startswith("teacher_") and key.endswith("/pool_acc")})
         cells = [f"{t.removeprefix('teacher_').removesuffix('/pool_acc')} "
                  f"{statistics.mean(100 * r[t] for r in firsts if r.get(t) is not None):.1f}" for t in teachers]
         cells.append(f"fused {statistics.mean(100 * r['teacher/pool_acc'] for r in firsts):.1f}")

@@ -378,7 +378,8 @@ class SelfTrainingLoop:
                  f"fused validation NLL; selftrain.teacher_selection=all fuses every teacher)")
         return [calibrated[i] for i in kept] if len(kept) > 1 else [outputs[kept[0]]]
 
-    def _calibrate_teacher(self, output: dict[str, TeacherOutput], diagnostics: dict[str, Any]) -> dict[str, TeacherOutput]:
+    def _calibrate_teacher(self, output: dict[str, TeacherOutput],
+                           diagnostics: dict[str, Any]) -> dict[str, TeacherOutput]:
         """One teacher's temperature, fitted on its validation predictions, applied to all of its predictions."""
         name = output["validation"].name
         temperature = fit_temperature(output["validation"].probs, self.val_gold)

@@ -1,13 +1,13 @@
 """The similarity teacher: zero-shot labels from the task's label sentences, read by a sentence encoder.
 
-    teachers=[classifier,similarity] fusion=weighted
+    teachers=[classifier,similarity] fusion=product selftrain.calibration=teachers   (the defaults)
 
-Each text gets the class whose label sentence (``task.prompt.label_sentences``, e.g. "It was great.", else the label
-name) its embedding is closest to, by cosine similarity of the encoder's pooled embeddings. It learns nothing from the labelled set, so
-its errors are not the classifier's: on sentiment, where 8 labels per class leave MiniLM's classifier near chance,
-the label sentences alone classify about three in four pool texts right (README, "The similarity teacher"). It is a
-teacher like the others, fused with the classifier; ``fusion=weighted`` lets each one count by how much better than
-chance it is on validation.
+Each text gets the class whose label sentence (``task.prompt.label_sentences``, e.g. "It was great.", else the
+label name) its embedding is closest to, by cosine similarity of the encoder's pooled embeddings. It learns nothing
+from the labelled set, so its errors are not the classifier's: on sentiment, where 8 labels per class leave
+MiniLM's classifier near chance, the label sentences alone classify about three in four pool texts right (README,
+"Teachers that read the labels' meaning"). It is a teacher like the others, fused with the classifier, and with
+``selftrain.teacher_selection=validation`` only in rounds where it lowers the fused validation NLL.
 
 Cosine similarities are close together (a few hundredths apart), so their softmax is sharpened by one temperature
 fitted on validation (``calibration.fit_temperature``, as for the fused teacher): its confidences then mean about
@@ -48,8 +48,9 @@ def similarity_probabilities(texts: np.ndarray, labels: np.ndarray) -> np.ndarra
 
 
 class LabelSimilarityTeacher(Teacher):
-    """Without ``task.prompt.label_sentences`` the label names stand in for them. ``encoder``: ``round0`` reads the round-0 encoder (the backbone after the round-0 stages, e.g. the contrastive
-    one), ``backbone`` the backbone as loaded. Predicted once per run (``<run>/teachers/similarity/``)."""
+    """Without ``task.prompt.label_sentences`` the label names stand in for them. ``encoder``: ``round0`` reads
+    the round-0 encoder (the backbone after the round-0 stages, e.g. the contrastive one), ``backbone`` the backbone
+    as loaded. Predicted once per run (``<run>/teachers/similarity/``)."""
 
     name = "similarity"
 
