@@ -64,6 +64,10 @@ VARIANTS: dict[str, list[str]] = {
     "filter=curriculum": ["filters=[curriculum]"],
     "labels=soft": ["selftrain.labels=soft"],
     "teachers=fused": ["teachers=[classifier,cloze,nsp]"],
+    # the similarity teacher's settings (README "Teachers that read the labels' meaning"): without it, and fused
+    # in every round instead of where it lowers the validation NLL
+    "teachers=[classifier]": ["teachers=[classifier]", "fusion=mean", "selftrain.calibration=none"],
+    "teacher_selection=all": ["selftrain.teacher_selection=all"],
     "stages=[mlm_nsp]": ["stages=[mlm_nsp]"],
     # issue 13's classifier options, one conf/experiment/ablation/ file each
     **{name: [f"experiment=ablation/{name}"] for name in (
