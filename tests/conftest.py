@@ -71,6 +71,7 @@ def tiny_overrides(task: dict[str, Path], out_dir: Path) -> list[str]:
         "teachers=[classifier]",
         "fusion=mean",
         "selftrain.calibration=none",
+        "selftrain.teacher_selection=all",  # a test that lists teachers fuses them all
         "filters=[class_balanced]",
         "filters.class_balanced.k=40",
         "selftrain.max_rounds=2",

@@ -12,7 +12,8 @@ from tests.conftest import compose_config, tiny_overrides
 
 
 def test_an_ablation_experiment_runs(synthetic_task, tmp_path) -> None:
-    cfg = compose_config(["experiment=ablation/fused_teachers", *tiny_overrides(synthetic_task, tmp_path)])
+    tiny = [o for o in tiny_overrides(synthetic_task, tmp_path) if not o.startswith("teachers=")]  # the experiment's
+    cfg = compose_config(["experiment=ablation/fused_teachers", *tiny])
     assert list(cfg.teachers) == ["classifier", "propagation"]
     results = run(cfg)
     assert results["rounds_run"] == 3
