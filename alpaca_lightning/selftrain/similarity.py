@@ -64,7 +64,7 @@ class LabelSimilarityTeacher(Teacher):
 
     def sentences(self, ctx: RunContext) -> list[str]:
         """``task.prompt.label_sentences``, or the label names where the task gives none (the classic zero-shot
-        description of a class; a weak one, e.g. '0' and '1', earns no weight under ``fusion=weighted``)."""
+        description of a class; a weak one, e.g. '0' and '1', is left out by ``teacher_selection=validation``)."""
         if (ctx.prompt or {}).get("label_sentences"):
             return label_sentences(ctx, self.name)
         return list(ctx.label_names)
