@@ -92,9 +92,11 @@ def summary_rows(out: Path) -> list[str]:
         results = [read_json(f / "results.json") for f in folders]
         rounds = [read_json(f / "rounds.json") for f in folders]
         val = statistics.mean(100 * r["best"]["val/acc"] for r in results)
-        test = statistics.mean(100 * r["best"]["test/acc"] for r in results)
-        rows.append(f"| {name} | {dataset} | {len(folders)} | {val:.1f} | {test:.1f} | "
-                    f"{mean_per_round(rounds, 'test/acc')} | {mean_per_round(rounds, 'pseudo/acc')} |")
+        tests = [100 * r["best"]["test/acc"] for r in results]
+        spread = f" ± {statistics.stdev(tests):.1f}" if len(tests) > 1 else ""
+        rows.append(f"| {name} | {dataset} | {len(folders)} | {val:.1f} | {statistics.mean(tests):.1f}{spread} | "
+                    f"{mean_per_round(rounds, 'test/acc')} | {mean_per_round(rounds, 'pseudo/acc')} | "
+                    f"{mean_per_round(rounds, 'teacher/val_ece')} |")
     return rows
 
 
@@ -124,8 +126,9 @@ def write_summary(out: Path, command: str) -> str:
     previous = (out / "results.md").read_text() if (out / "results.md").is_file() else ""
     commands = [line for line in previous.splitlines() if line.startswith("`python experiments/reuse_stages.py")]
     commands += [f"`{command}`"] if f"`{command}`" not in commands else []
-    table = ["| setting | dataset | runs | val acc (chosen round) | test acc (chosen round) | test acc per round | "
-             "pseudo-label acc per round |", "|---|---|---|---|---|---|---|", *summary_rows(out)]
+    table = ["| setting | dataset | runs | val acc (chosen round) | test acc (chosen round, ± std over seeds) | "
+             "test acc per round | pseudo-label acc per round | teacher's val ECE per round |",
+             "|---|---|---|---|---|---|---|---|", *summary_rows(out)]
     teachers = ["| setting | dataset | runs | round 1's teachers: pool accuracy | selected | selected right |",
                 "|---|---|---|---|---|---|", *teacher_rows(out)]
     text = ("Mean over seeds, %.\n\n" + "\n".join(commands) + "\n\n" + "\n".join(table) + "\n\n"

@@ -98,7 +98,7 @@ def test_reuse_stages_summary_covers_every_run_in_the_folder(tmp_path) -> None:
     def run(name: str, tests: list[float], pseudo: list[float | None]) -> None:
         folder = tmp_path / "runs" / name
         folder.mkdir(parents=True)
-        rounds = [{"test/acc": t, "pseudo/acc": p} for t, p in zip(tests, pseudo)]
+        rounds = [{"test/acc": t, "pseudo/acc": p, "teacher/val_ece": p and p / 10} for t, p in zip(tests, pseudo)]
         (folder / "rounds.json").write_text(json.dumps(rounds))
         best = {"val/acc": 0.5, "test/acc": tests[-1]}
         (folder / "results.json").write_text(json.dumps({"best": best}))
@@ -109,12 +109,12 @@ def test_reuse_stages_summary_covers_every_run_in_the_folder(tmp_path) -> None:
     (tmp_path / "runs" / "sst2_a_s2").mkdir()  # unfinished: left out
     write_summary(tmp_path, "python experiments/reuse_stages.py --out x a:")
     table = write_summary(tmp_path, "python experiments/reuse_stages.py --out x my_setting:")
-    assert "| a | sst2 | 2 | 50.0 | 70.0 | 60.0 / 70.0 | - / 80.0 |" in table
+    assert "| a | sst2 | 2 | 50.0 | 70.0 ± 14.1 | 60.0 / 70.0 | - / 80.0 | - / 8.0 |" in table
     run("sst2_short_s0", [0.5], [None])  # stopped after round 0
     run("sst2_short_s1", [0.7, 0.9], [None, 1.0])
     table = write_summary(tmp_path, "x")
-    assert "| short | sst2 | 2 | 50.0 | 70.0 | 60.0 / 90.0 (1 runs) | - / 100.0 (1 runs) |" in table
-    assert "| my_setting | trec6 | 1 | 50.0 | 60.0 | 20.0 / 40.0 / 60.0 | - / 50.0 / 50.0 |" in table
+    assert "| short | sst2 | 2 | 50.0 | 70.0 ± 28.3 | 60.0 / 90.0 (1 runs) | - / 100.0 (1 runs) | - / 10.0 (1 runs) |" in table
+    assert "| my_setting | trec6 | 1 | 50.0 | 60.0 | 20.0 / 40.0 / 60.0 | - / 50.0 / 50.0 | - / 5.0 / 5.0 |" in table
     text = (tmp_path / "results.md").read_text()
     assert text.count("`python experiments/reuse_stages.py") == 2
     # round 1's teachers, where the runs recorded them
