@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from alpaca_lightning.selftrain.calibration import nll
+
 
 @dataclass
 class TeacherOutput:
@@ -92,14 +94,19 @@ class WeightedMeanFusion(Fusion):
         return np.tensordot(w, stacked, axes=1)
 
 
+def _normalized_power_of_product(stacked: np.ndarray, power: float) -> np.ndarray:
+    """``(prod_t p_t) ** power``, normalised per example, computed in log space."""
+    log_scores = power * np.log(np.clip(stacked, 1e-12, 1.0)).sum(axis=0)
+    return _normalize(np.exp(log_scores - log_scores.max(axis=1, keepdims=True)))
+
+
 class GeometricMeanFusion(Fusion):
     """Product of experts: the normalised geometric mean. One confident 'no' from any teacher vetoes a class."""
 
     name = "geometric"
 
     def combine(self, stacked: np.ndarray, outputs: list[TeacherOutput]) -> np.ndarray:
-        log_mean = np.log(np.clip(stacked, 1e-12, 1.0)).mean(axis=0)
-        return _normalize(np.exp(log_mean - log_mean.max(axis=1, keepdims=True)))
+        return _normalized_power_of_product(stacked, 1.0 / len(stacked))
 
 
 class ProductFusion(Fusion):
@@ -110,8 +117,7 @@ class ProductFusion(Fusion):
     name = "product"
 
     def combine(self, stacked: np.ndarray, outputs: list[TeacherOutput]) -> np.ndarray:
-        log_sum = np.log(np.clip(stacked, 1e-12, 1.0)).sum(axis=0)
-        return _normalize(np.exp(log_sum - log_sum.max(axis=1, keepdims=True)))
+        return _normalized_power_of_product(stacked, 1.0)
 
 
 class MajorityVoteFusion(Fusion):
@@ -145,15 +151,14 @@ def helpful_teachers(fusion: Fusion, val_outputs: list[TeacherOutput], val_gold:
     the fused teacher's validation NLL. A teacher that makes the fused predictions on validation worse is left out
     of this round (e.g. zero-shot label sentences on a task whose labels they describe badly)."""
     known = np.asarray(val_gold) >= 0
+    if not known.any():
+        return list(range(len(val_outputs)))
     gold = np.asarray(val_gold)[known]
 
     def val_nll(positions: list[int]) -> float:
-        probs = fusion([val_outputs[i] for i in positions]).probs[known]
-        return float(-np.log(np.clip(probs[np.arange(len(gold)), gold], 1e-12, None)).mean())
+        return nll(fusion([val_outputs[i] for i in positions]).probs[known], gold)
 
     kept = [0]
-    if not len(gold):
-        return list(range(len(val_outputs)))
     for i in range(1, len(val_outputs)):
         if val_nll(kept + [i]) < val_nll(kept):
             kept.append(i)
