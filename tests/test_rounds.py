@@ -109,7 +109,8 @@ def test_labelled_share_reaches_the_students_training_set(synthetic_task, tmp_pa
 
 
 def test_teacher_best_stops_when_a_round_does_not_improve(synthetic_task, tmp_path) -> None:
-    overrides = ["selftrain.teacher=best", "selftrain.min_improvement=2.0"]  # accuracy can never gain 2.0
+    overrides = ["selftrain.teacher=best", "selftrain.select_round=monitor",
+                 "selftrain.min_improvement=2.0"]  # accuracy can never gain 2.0
     results = pipeline.run(compose_config(tiny_overrides(synthetic_task, tmp_path) + overrides))
     assert results["rounds_run"] == 2 and results["best_round"] == 0
     assert "teacher=best" in results["stop_reason"]
@@ -239,6 +240,7 @@ def _scripted_loop(tmp_path, scores: list[float], **settings):
     ctx = RunContext(splits=None, datamodule=None, make_datamodule=None, make_classifier=None, trainers=None,
                      tokenizer=None, encoder_path=str(tmp_path / "encoder"), run_dir=tmp_path, seed=0,
                      supervised_epochs=1, global_batch_size=8)
+    settings.setdefault("select_round", "monitor")  # most schedule tests read the monitor's choice; `last` is below
     loop = SelfTrainingLoop(ctx, [], MeanFusion(), [], _settings(**settings), HiddenPoolLabels(np.array([])))
     loop.teacher_model_present = {}
 
@@ -290,6 +292,25 @@ def test_keep_models_best_keeps_the_best_and_the_next_teachers_model(tmp_path) -
     loop = _scripted_loop(tmp_path / "all", scores, max_rounds=3, keep_models="all")
     _run(loop)
     assert len(list((tmp_path / "all" / "rounds").glob("round_*/model"))) == 4
+
+
+def test_select_round_last_reports_the_last_round_and_keeps_only_its_model(tmp_path) -> None:
+    scores = [0.5, 0.7, 0.6, 0.65]  # validation would pick round 1
+    loop = _scripted_loop(tmp_path / "last", scores, max_rounds=3, select_round="last")
+    assert _run(loop) == ([0, 1, 2, 3], 3)
+    assert sorted(p.parent.name for p in (tmp_path / "last" / "rounds").glob("round_*/model")) == ["round_3"]
+    # patience still reads validation: rounds 2 and 3 do not beat round 1, so the run ends at 3 and reports it
+    loop = _scripted_loop(tmp_path / "patience", [0.5, 0.7, 0.6, 0.65, 0.9], max_rounds=4, patience=2,
+                          select_round="last")
+    assert _run(loop) == ([0, 1, 2, 3], 3)
+    assert "selftrain.patience" in loop.stop_reason
+
+
+def test_select_round_must_be_a_known_rule_that_fits_the_teacher() -> None:
+    with pytest.raises(AlpacaError, match="selftrain.select_round must be one of"):
+        _settings(select_round="best")
+    with pytest.raises(AlpacaError, match="select_round=monitor with it"):
+        _settings(teacher="best", select_round="last")
 
 
 def test_student_init_reset_starts_each_student_from_the_round_0_encoder(tmp_path) -> None:

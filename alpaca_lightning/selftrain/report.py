@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from alpaca_lightning.artifacts import atomic_write_csv, atomic_write_json, read_json
-from alpaca_lightning.selftrain.run_report import write_run_plot, write_run_report
+from alpaca_lightning.selftrain.run_report import chosen_by, write_run_plot, write_run_report
 
 # record key -> short column header of the summary table (it must fit an 80-column terminal)
 ROUND_COLUMNS = {
@@ -80,14 +80,14 @@ def print_summary(records: list[dict[str, Any]], results: dict[str, Any], run_di
         table.add_column(ROUND_COLUMNS[column], justify="right", no_wrap=True, min_width=len(ROUND_COLUMNS[column]))
     for record in records:
         cells = [_fmt(c, record.get(c)) for c in columns]
-        cells[0] += "*" if record.get("best") else " "  # the best round (by validation)
+        cells[0] += "*" if record.get("best") else " "  # the reported round (selftrain.select_round)
         table.add_row(*cells)
     console.print(table)
     if "test/acc" in results["supervised_only"]:
         sup, best = results["supervised_only"]["test/acc"], results["best"]["test/acc"]
         console.print(
-            f"test accuracy: supervised only (round 0) [bold]{100 * sup:.1f}%[/bold]  ->  best round "
+            f"test accuracy: supervised only (round 0) [bold]{100 * sup:.1f}%[/bold]  ->  round "
             f"{results['best_round']} [bold]{100 * best:.1f}%[/bold]  (gain {100 * (best - sup):+.1f} points)"
         )
-    console.print(f"* best round on {results.get('monitor', 'validation')}; stopped: {results['stop_reason']}")
+    console.print(f"* the reported round ({chosen_by(results)}); stopped: {results['stop_reason']}")
     console.print(f"outputs: {run_dir}  (results.json, rounds.csv, rounds/round_*/)")

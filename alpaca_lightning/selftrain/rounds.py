@@ -7,9 +7,12 @@ round k ≥ 1  the teachers (the teacher round's model, prompt teachers, ...) pr
 teacher      ``selftrain.teacher=last``: each round's student teaches the next (the Noisy Student / STraTA chain);
              ``best``: the best round so far teaches, and a round that does not improve ends the run (another round
              would re-train on the same teacher's same pseudo-labels, i.e. draw a new seed and keep the luckier one)
-stop         after ``max_rounds`` (a fixed schedule), or earlier by ``patience`` rounds without a better score
+stop         after ``max_rounds`` (a fixed schedule), or earlier by ``patience`` rounds without a better score, or
+             where the precision gate (``min_precision``) refuses a round's selection
+reported     ``selftrain.select_round=last``: the last round that ran (the schedule, with the gate as its guard);
+             ``monitor``: the round with the best validation ``selftrain.monitor``, ties to the earlier round
 
-The best round is chosen on a validation metric only (``selftrain.monitor`` must be a ``val/`` metric); test scores
+Rounds are compared on a validation metric only (``selftrain.monitor`` must be a ``val/`` metric); test scores
 are recorded per round for reporting. Each round is a unit of work and of resume (``alpaca_lightning.once``).
 """
 
@@ -49,6 +52,7 @@ from alpaca_lightning.stages import Stage, run_stages
 
 STUDENT_INITS = ("reset", "continue", "stages")
 TEACHER_CHOICES = ("last", "best")
+ROUND_CHOICES = ("last", "monitor")
 LOWER_IS_BETTER = ("nll", "loss", "ece")
 
 
@@ -68,6 +72,7 @@ class RoundSettings:
     student_lr: float | None
     monitor: str
     min_improvement: float
+    select_round: str
     keep_models: str
     labels: str
     temperature: float
@@ -93,6 +98,7 @@ class RoundSettings:
     def __post_init__(self) -> None:
         _ = self.label_use  # validates the label options before any training
         choices = {"student_init": (self.student_init, STUDENT_INITS), "teacher": (self.teacher, TEACHER_CHOICES),
+                   "select_round": (self.select_round, ROUND_CHOICES),
                    "keep_models": (self.keep_models, ("best", "all")),
                    "calibration": (self.calibration, CALIBRATIONS),
                    "teacher_selection": (self.teacher_selection, ("all", "validation"))}
@@ -116,6 +122,11 @@ class RoundSettings:
             )
         if self.stage_pseudo_per_class < 0:
             raise AlpacaError(f"selftrain.stage_pseudo_per_class must be >= 0, got {self.stage_pseudo_per_class}.")
+        if self.teacher == "best" and self.select_round == "last":
+            raise AlpacaError(
+                "selftrain.teacher=best ends the run at the first round that does not improve on validation, so its "
+                "last round is one that validation rejected; set selftrain.select_round=monitor with it."
+            )
         if self.patience is not None and self.patience < 1:
             raise AlpacaError(f"selftrain.patience must be >= 1 or null (run every round), got {self.patience}.")
 
@@ -176,7 +187,7 @@ class SelfTrainingLoop:
     # --- the schedule ------------------------------------------------------------------------------------------
     def run(self) -> list[RoundRecord]:
         records: list[RoundRecord] = []
-        best: RoundRecord | None = None
+        best: RoundRecord | None = None  # by validation: the teacher under teacher=best, and patience's yardstick
         stale = 0
         monitor = self.settings.monitor
         for k in range(self.settings.max_rounds + 1):
@@ -186,7 +197,7 @@ class SelfTrainingLoop:
             records.append(record)
             improved = best is None or self.settings.better(record.score(monitor), best.score(monitor))
             best, stale = (record, 0) if improved else (best, stale + 1)
-            self._discard_models(records, best, last_needed=k < self.settings.max_rounds)
+            self._discard_models(records, self._reported(records, best), last_needed=k < self.settings.max_rounds)
             if k == self.settings.max_rounds:
                 self.stop_reason = f"reached selftrain.max_rounds={self.settings.max_rounds}"
             elif self.settings.teacher == "best" and not improved:
@@ -197,9 +208,14 @@ class SelfTrainingLoop:
             else:
                 continue
             break
+        reported = self._reported(records, best)
         for record in records:
-            record.best = record.round == best.round
+            record.best = record.round == reported.round
         return records
+
+    def _reported(self, records: list[RoundRecord], best: RoundRecord) -> RoundRecord:
+        """The round whose model and test scores the run reports (``selftrain.select_round``)."""
+        return records[-1] if self.settings.select_round == "last" else best
 
     def _teacher_round(self, records: list[RoundRecord], best: RoundRecord | None) -> int | None:
         if not records:
@@ -207,7 +223,7 @@ class SelfTrainingLoop:
         return records[-1].round if self.settings.teacher == "last" else best.round
 
     def _discard_models(self, records: list[RoundRecord], best: RoundRecord, last_needed: bool) -> None:
-        """keep_models=best keeps the best round's model and the one the next round's teacher needs."""
+        """keep_models=best keeps the reported round's model and the one the next round's teacher needs."""
         if self.settings.keep_models == "best" and is_global_zero():
             keep = {best.round} | ({records[-1].round} if last_needed else set())
             for record in records:
@@ -281,7 +297,7 @@ class SelfTrainingLoop:
         self.stop_reason = (
             f"round {k}: the {count} selected pseudo-labels would be about {expected:.0%} right (the teacher's "
             f"confidence, calibrated on validation), below selftrain.min_precision={minimum}; a student trained on "
-            f"them learns the teacher's errors, so the best round so far is reported. More labels give a better "
+            f"them learns the teacher's errors, so the run stops here. More labels give a better "
             f"teacher; selftrain.min_precision=null trains on them anyway."
         )
         info(self.stop_reason)

@@ -102,6 +102,13 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines + ["| " + " | ".join(row) + " |" for row in rows]
 
 
+def chosen_by(results: dict[str, Any]) -> str:
+    """How the reported round was chosen, in words (results.json of runs before select_round existed: the monitor)."""
+    if results.get("select_round") == "last":
+        return "the last round that ran, selftrain.select_round=last"
+    return f"the best {results.get('monitor', 'validation score')}, selftrain.select_round=monitor"
+
+
 def _title(results: dict[str, Any]) -> list[str]:
     task, seed = results.get("task"), results.get("seed")
     heading = "# Self-training report"
@@ -111,7 +118,7 @@ def _title(results: dict[str, Any]) -> list[str]:
         heading += f", seed {seed}"
     lines = [heading, ""]
     if results.get("best_round") is not None:
-        lines.append(f"- best round (by validation): {results['best_round']}")
+        lines.append(f"- reported round: {results['best_round']} ({chosen_by(results)})")
     if results.get("stop_reason"):
         lines.append(f"- stopped: {results['stop_reason']}")
     lines.append("- round 0 is supervised only (labelled set); rounds >= 1 add the teacher's pseudo-labels")
