@@ -69,6 +69,15 @@ VARIANTS: dict[str, list[str]] = {
     "teachers=[classifier]": ["teachers=[classifier]", "fusion=mean", "selftrain.calibration=none"],
     "teacher_selection=all": ["selftrain.teacher_selection=all"],
     "stages=[mlm_nsp]": ["stages=[mlm_nsp]"],
+    # issue 9's options, each removed from (or added to) the default on its own
+    "stages=[]": ["stages=[]"],  # round 0 plain fine-tuning: no contrastive stage, no linear-probe head
+    "stages=[probe]": ["stages=[probe]"],  # the linear-probe head without the contrastive stage
+    "losses=[supervised,consistency]": ["losses=[supervised,consistency]"],
+    "teachers=+propagation": ["teachers=[classifier,similarity,propagation]"],
+    "fusion=weighted": ["fusion=weighted"],
+    "calibration=none": ["selftrain.calibration=none"],
+    "min_precision=null": ["selftrain.min_precision=null"],  # no precision gate: every round runs
+    "student_init=reset": ["selftrain.student_init=reset"],
     # issue 13's classifier options, one conf/experiment/ablation/ file each
     **{name: [f"experiment=ablation/{name}"] for name in (
         "llrd", "gradual_unfreezing", "reinit_top", "lora", "scalar_mix", "attention_pooling", "max_pooling",
@@ -154,7 +163,9 @@ def ablations(out_root: Path, plan: Plan, launch: Launch | None = None) -> dict[
     runs = out_root / "runs"
     cells = [(d, v) for d in plan.datasets for v in plan.variants]
     groups = {(d, v): [job(d, v, s, plan, runs) for s in plan.seeds] for d, v in cells}
-    outcomes = launch.run([j for group in groups.values() for j in group], "every dataset, variant and seed")
+    # seed-major, so that a sweep cut short (a time limit) still leaves every cell its first seeds
+    by_seed = [group[i] for i in range(len(plan.seeds)) for group in groups.values()]
+    outcomes = launch.run(by_seed, "every dataset, variant and seed")
     done = {o.job.name: o for o in outcomes}
     report: dict[str, Any] = {
         "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(start)),
@@ -180,10 +191,10 @@ COLUMNS = (
     "dataset",
     "variant",
     "round 0 val / test acc",
-    "val acc (best round)",
+    "val acc (reported round)",
     "test acc",
     "test macro-F1",
-    "best rounds",
+    "reported rounds",
     "pseudo-label precision",
     "selected",
     "teacher val ECE",

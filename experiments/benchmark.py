@@ -561,7 +561,7 @@ def candidate_lines(report: dict[str, Any], variant: Variant) -> list[str]:
         f"Self-training settings tried (mean over every dataset, K and seed; the row above uses the one with the best "
         f"validation accuracy: `{report['selftrain_candidate']}`):",
         "",
-        "| candidate | overrides | val acc (best round) | test acc (best round) |",
+        "| candidate | overrides | val acc (reported round) | test acc (reported round) |",
         "|---|---|---|---|",
     ]
     for c in report["candidates"]:

@@ -3,6 +3,8 @@ otherwise run, in one process, on the same sentences, model and batch sizes.
 
     ALPACA_DATA_DIR=../shared/data python experiments/speed.py            # SST-2, all-MiniLM-L6-v2, max length 64
     ALPACA_DATA_DIR=../shared/data python experiments/speed.py --default-job f78c746   # + `alpaca-train` then/now
+    ALPACA_DATA_DIR=../shared/data python experiments/speed.py --device cuda --override data.predict_batch_size=512
+                                      # every path on the GPU (HF's tools too), in batches that fill it
 
 Sections (each row: sentences per second; ratios against baselines measured in the same run):
   training    one epoch of --train-size labelled sentences, batch 16, AdamW, linear warm-up: HF ``Trainer``
@@ -71,6 +73,7 @@ class Bench:
     splits: TaskSplits  # labelled: the training sentences; pool: the prediction sentences (gold labels kept)
     backbone_path: str
     work_dir: Path
+    device: str = "cpu"  # cpu or cuda: where every path runs, the baselines included
 
     @property
     def num_labels(self) -> int:
@@ -92,12 +95,15 @@ def timed(fn: Callable[[], Any], repeats: int = 1) -> tuple[float, Any]:
     for _ in range(repeats):
         start = time.perf_counter()
         result = fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # a GPU path has returned when its kernels have finished
         times.append(time.perf_counter() - start)
     return statistics.median(times), result
 
 
 # --- setup ------------------------------------------------------------------------------------------------------
-def setup(overrides: list[str], train_size: int, predict_size: int, test_size: int, work_dir: Path) -> Bench:
+def setup(overrides: list[str], train_size: int, predict_size: int, test_size: int, work_dir: Path,
+          device: str = "cpu") -> Bench:
     """The task's labelled source, split into training, prediction and test sentences (fixed seed 0)."""
     with initialize_config_dir(config_dir=str(REPO_ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="train", overrides=[
@@ -112,7 +118,7 @@ def setup(overrides: list[str], train_size: int, predict_size: int, test_size: i
         splits, labelled=every.subset(order[:train_size]), pool=every.subset(order[train_size:]),
     )
     backbone = instantiate(cfg.model.backbone).materialize(work_dir, splits.labelled.texts, cfg.seed)
-    return Bench(cfg, splits, backbone, work_dir)
+    return Bench(cfg, splits, backbone, work_dir, device)
 
 
 def new_classifier(bench: Bench, **options: Any) -> ClassifierModule:
@@ -131,9 +137,13 @@ def datamodule(bench: Bench, pool: TextSplit | None = None) -> SelfTrainingDataM
 
 
 def trainers(bench: Bench, plan: PrecisionPlan, name: str) -> TrainerFactory:
-    """The project's Trainers as a run builds them (CPU: the hand loop and HF paths here run on CPU too)."""
-    hardware = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto"}
+    """The project's Trainers as a run builds them, on the bench's device (where the hand loop and HF run too)."""
+    hardware = {"accelerator": accelerator(bench), "devices": 1, "num_nodes": 1, "strategy": "auto"}
     return TrainerFactory(hardware, dict(bench.cfg.trainer), lambda stage: [], bench.work_dir / name, plan)
+
+
+def accelerator(bench: Bench) -> str:
+    return "gpu" if bench.device == "cuda" else "cpu"
 
 
 # --- the hand loop and HF's tools: what a user would write or reach for ---------------------------------------
@@ -144,15 +154,17 @@ def encode(texts: list[str], tokenizer: Any, max_length: int) -> list[dict[str, 
 
 
 def hand_loop_probs(forward: Callable[[dict[str, torch.Tensor]], torch.Tensor], encoded: list[dict[str, list[int]]],
-                    tokenizer: Any, batch_size: int) -> np.ndarray:
-    """Sorted by length, dynamic padding, inference mode: the fast loop one writes by hand."""
+                    tokenizer: Any, batch_size: int, device: str = "cpu") -> np.ndarray:
+    """Sorted by length, dynamic padding, inference mode: the fast loop one writes by hand (the model on
+    ``device``)."""
     order = np.argsort([-len(e["input_ids"]) for e in encoded], kind="stable")
     probs = np.zeros((len(encoded), 0), dtype=np.float32)
     with torch.inference_mode():
         for start in range(0, len(encoded), batch_size):
             index = order[start:start + batch_size]
             batch = tokenizer.pad([encoded[i] for i in index], return_tensors="pt")
-            out = torch.softmax(forward(dict(batch)).float(), dim=-1).numpy()
+            batch = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
+            out = torch.softmax(forward(batch).float(), dim=-1).cpu().numpy()
             if probs.shape[1] == 0:
                 probs = np.zeros((len(encoded), out.shape[1]), dtype=np.float32)
             probs[index] = out
@@ -180,7 +192,7 @@ def hf_pipeline_labels(bench: Bench, texts: list[str]) -> list[str]:
     from transformers import pipeline
 
     classify = pipeline("text-classification", model=hf_sequence_classifier(bench),
-                        tokenizer=load_tokenizer(bench.backbone_path), device=-1)
+                        tokenizer=load_tokenizer(bench.backbone_path), device=0 if bench.device == "cuda" else -1)
     return [out["label"] for out in classify(texts, batch_size=bench.cfg.data.predict_batch_size, truncation=True,
                                              max_length=bench.cfg.data.max_length)]
 
@@ -192,10 +204,11 @@ def warm_up_bench(bench: Bench) -> Bench:
 
 
 def project_fit(bench: Bench, plan: PrecisionPlan, **options: Any) -> ClassifierModule:
-    """One epoch of the project's fit, as a round runs it; returns the module in eval mode."""
+    """One epoch of the project's fit, as a round runs it; returns the module in eval mode, on the bench's device
+    (Lightning hands it back on the CPU)."""
     module, dm = new_classifier(bench, **options), datamodule(bench)
     trainers(bench, plan, "fit").fit("speed", max_epochs=1).fit(module, datamodule=dm)
-    return module.eval()
+    return module.eval().to(bench.device)
 
 
 def hf_trainer_fit(bench: Bench, bf16: bool) -> torch.nn.Module:
@@ -214,7 +227,7 @@ def hf_trainer_fit(bench: Bench, bf16: bool) -> torch.nn.Module:
         output_dir=str(bench.work_dir / "hf_trainer"), per_device_train_batch_size=bench.cfg.data.batch_size,
         num_train_epochs=1, learning_rate=optimizer.lr, weight_decay=bench.cfg.model.classifier.weight_decay,
         warmup_steps=0.1, lr_scheduler_type="linear", max_grad_norm=1.0, train_sampling_strategy="group_by_length",
-        bf16=bf16, use_cpu=True, report_to="none", save_strategy="no",
+        bf16=bf16, use_cpu=bench.device == "cpu", report_to="none", save_strategy="no",
         logging_strategy="no", seed=0, data_seed=0,
     )
     model = hf_sequence_classifier(bench)
@@ -265,7 +278,7 @@ def training_rows(bench: Bench, repeats: int) -> tuple[list[Row], ClassifierModu
     rows = []
     measured = interleaved(paths(bench), repeats)
     for name, (seconds, forward) in measured.items():
-        acc = accuracy(hand_loop_probs(forward, test_encoded, tokenizer, batch), test.labels)
+        acc = accuracy(hand_loop_probs(forward, test_encoded, tokenizer, batch, bench.device), test.labels)
         rows.append(Row("training", name, n / seconds, seconds, {"test_acc": acc}))
     return rows, measured["project fit, 32-true"][1]
 
@@ -279,10 +292,10 @@ def prediction_rows(bench: Bench, module: ClassifierModule, repeats: int) -> lis
     factories = {plan.predict_dtype: trainers(bench, plan, "predict") for plan in (FP32, BF16)}
 
     def hand_loop() -> np.ndarray:
-        return hand_loop_probs(module, encoded, tokenizer, batch)
+        return hand_loop_probs(module, encoded, tokenizer, batch, bench.device)
 
     def hand_loop_autocast() -> np.ndarray:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast(bench.device, dtype=torch.bfloat16):
             return hand_loop()
 
     def hand_loop_cast() -> np.ndarray:
@@ -299,7 +312,7 @@ def prediction_rows(bench: Bench, module: ClassifierModule, repeats: int) -> lis
         "project predict_split, float32": project("float32"),
         "project predict_split, bfloat16": project("bfloat16"),
     }
-    hand_loop_probs(module, encoded[:256], tokenizer, batch)  # warm-up (allocator, oneDNN kernels)
+    hand_loop_probs(module, encoded[:256], tokenizer, batch, bench.device)  # warm-up (allocator, kernels)
     measured = interleaved(paths, repeats)
     # each low-precision path against its own fp32 twin
     reference = {"hand loop": measured["hand loop, fp32"][1], "project": measured["project predict_split, float32"][1]}
@@ -364,15 +377,16 @@ def batch_size_rows(bench: Bench, batch_sizes: list[int], repeats: int) -> list[
     """The hand loop (fp32 and a bf16-cast model) at several prediction batch sizes: what data.predict_batch_size
     should be on this machine. The model's weights do not change the speed, so it is not fine-tuned here."""
     tokenizer = load_tokenizer(bench.backbone_path)
-    module = new_classifier(bench).eval()
+    module = new_classifier(bench).eval().to(bench.device)
     encoded = encode(bench.splits.pool.texts, tokenizer, bench.cfg.data.max_length)
 
     def loop(size: int, dtype: torch.dtype) -> Callable[[], np.ndarray]:
-        return lambda: with_weights_in(module, dtype, lambda: hand_loop_probs(module, encoded, tokenizer, size))
+        return lambda: with_weights_in(
+            module, dtype, lambda: hand_loop_probs(module, encoded, tokenizer, size, bench.device))
 
     paths = {f"hand loop, {name}, batch {size}": loop(size, dtype)
              for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)) for size in batch_sizes}
-    hand_loop_probs(module, encoded[:256], tokenizer, 64)  # warm-up
+    hand_loop_probs(module, encoded[:256], tokenizer, 64, bench.device)  # warm-up
     return [Row("batch sizes", name, len(encoded) / seconds, seconds, {})
             for name, (seconds, _) in interleaved(paths, repeats).items()]
 
@@ -455,7 +469,7 @@ def markdown(report: dict[str, Any]) -> str:
         "# Speed benchmark", "",
         f"Machine: {report['machine']}. Model: `{report['model']}`, max length {report['max_length']}. "
         f"`hardware.precision=auto` here: {report['auto']['train']} training, {report['auto']['predict_dtype']} "
-        f"prediction ({report['auto']['reason']}). Matmul 2048x2048: fp32 {report['matmul_gflops']['fp32']} GFLOP/s, "
+        f"prediction ({report['auto']['reason']}). Matmul {report.get('matmul_size', 2048)}^2: fp32 {report['matmul_gflops']['fp32']} GFLOP/s, "
         f"bf16 {report['matmul_gflops']['bf16']} GFLOP/s (the ceiling of any bf16 gain here).", "",
         f"Command: `{report['command']}`", "",
     ]
@@ -499,11 +513,24 @@ def format_cell(key: str, value: Any) -> str:
     return f"{value:.1f}" if isinstance(value, float) else str(value)
 
 
-def matmul_gflops(dtype: torch.dtype, size: int = 2048, repeats: int = 5) -> float:
-    """The machine's ceiling for this dtype: a square matmul, as every linear layer is at heart."""
-    a, b = torch.randn(size, size).to(dtype), torch.randn(size, size).to(dtype)
+def matmul_size(device: str) -> int:
+    return 8192 if device == "cuda" else 2048  # a GPU needs a larger product to be busy
+
+
+def matmul_gflops(dtype: torch.dtype, device: str = "cpu", repeats: int = 5) -> float:
+    """The device's ceiling for this dtype: a square matmul, as every linear layer is at heart."""
+    size = matmul_size(device)
+    if device == "cuda":
+        repeats = 20
+    a, b = torch.randn(size, size, device=device).to(dtype), torch.randn(size, size, device=device).to(dtype)
     a @ b  # warm-up
-    seconds, _ = timed(lambda: a @ b, repeats)
+
+    def product() -> None:
+        a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    seconds, _ = timed(product, repeats)
     return 2 * size**3 / seconds / 1e9
 
 
@@ -512,13 +539,14 @@ def model_name(cfg: DictConfig) -> str:
     return str(backbone.get("name_or_path") or backbone._target_)
 
 
-def machine() -> str:
+def machine(device: str = "cpu") -> str:
     cpu = platform.processor() or platform.machine()
     if Path("/proc/cpuinfo").is_file():
         names = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                  if line.startswith("model name")]
         cpu = names[0] if names else cpu
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    host = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    return f"{torch.cuda.get_device_name()} (every path on the GPU); {host}" if device == "cuda" else host
 
 
 def main() -> int:
@@ -538,6 +566,8 @@ def main() -> int:
     parser.add_argument("--default-job", metavar="REF", help="also time alpaca-train at this git commit and now")
     parser.add_argument("--job-override", action="append", default=[], help="override for both default jobs")
     parser.add_argument("--override", action="append", default=[], help="config override, e.g. model=tiny_bert")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where every path runs (cuda: HF's pipeline and Trainer, the hand loop and the project)")
     args = parser.parse_args()
     return run(args)
 
@@ -550,7 +580,11 @@ def run(args: argparse.Namespace) -> int:
     work_dir = Path(tempfile.mkdtemp(prefix="speed-"))
     try:
         pool_size = max([args.predict_size, *args.round_pools]) if "rounds" in args.sections else args.predict_size
-        bench = setup(args.override, args.train_size, pool_size, args.test_size, work_dir)
+        if args.device == "cuda" and not torch.cuda.is_available():
+            raise SystemExit("--device cuda: torch sees no GPU here; run on a GPU machine or with --device cpu")
+        if args.device == "cuda" and args.default_job:
+            raise SystemExit("--default-job times the CPU default job; run it without --device cuda")
+        bench = setup(args.override, args.train_size, pool_size, args.test_size, work_dir, args.device)
         rows: list[Row] = []
         module = None
         if "training" in args.sections or "prediction" in args.sections:
@@ -568,17 +602,17 @@ def run(args: argparse.Namespace) -> int:
             rows += profile_rows(bench, args.out)
         if "pairs" in args.sections:
             rows += paired_rows(bench, args.pairs)
-        auto = plan_precision("auto", "cpu")
+        auto = plan_precision("auto", accelerator(bench))
         if "rounds" in args.sections:
             rows += round_rows(bench, args.round_pools, auto)
         if args.default_job:
             rows += default_job_rows(args.default_job, args.job_override, work_dir, args.out)
         report = {
             "command": " ".join(["python", "experiments/speed.py", *sys.argv[1:]]),
-            "machine": machine(), "model": model_name(bench.cfg),
-            "matmul_gflops": {name: round(matmul_gflops(dtype))
+            "machine": machine(args.device), "model": model_name(bench.cfg),
+            "matmul_gflops": {name: round(matmul_gflops(dtype, args.device))
                               for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))},
-            "max_length": bench.cfg.data.max_length, "train_size": args.train_size,
+            "matmul_size": matmul_size(args.device), "max_length": bench.cfg.data.max_length, "train_size": args.train_size,
             "predict_size": args.predict_size, "predict_batch_size": bench.cfg.data.predict_batch_size,
             "auto": auto.to_dict(), "rows": with_ratios(rows),
         }

@@ -16,7 +16,7 @@ def test_speed_benchmark_smoke(synthetic_task, tmp_path) -> None:
     ]
     args = argparse.Namespace(
         out=tmp_path, train_size=64, predict_size=96, test_size=50, repeats=1, train_repeats=1, round_pools=[32, 64],
-        sections=["training", "prediction", "rounds", "profile", "pairs"], pairs=2, default_job=None, job_override=[], override=overrides,
+        sections=["training", "prediction", "rounds", "profile", "pairs"], pairs=2, default_job=None, job_override=[], override=overrides, device="cpu",
     )
     assert speed.run(args) == 0
     report = json.loads((tmp_path / "speed.json").read_text())
@@ -33,3 +33,14 @@ def test_speed_benchmark_smoke(synthetic_task, tmp_path) -> None:
     assert seen["pair_ratio_min"] <= seen["pair_ratio_median"] <= seen["pair_ratio_max"]
     table = (tmp_path / "speed.md").read_text()
     assert "| HF pipeline, fp32 |" in table and "hardware.precision=auto" in table
+
+
+def test_a_cuda_run_without_a_gpu_is_refused(tmp_path, monkeypatch) -> None:
+    import pytest
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    args = argparse.Namespace(out=tmp_path, device="cuda", default_job=None, sections=["prediction"], predict_size=8,
+                              round_pools=[], override=[])
+    with pytest.raises(SystemExit, match="torch sees no GPU"):
+        speed.run(args)
