@@ -131,6 +131,9 @@ VARIANTS = {
             "max_rounds=3,min_precision=null": ["selftrain.max_rounds=3", "selftrain.min_precision=null"],
             # the default before the similarity teacher (the classifier alone, uncalibrated)
             "teachers=[classifier]": ["teachers=[classifier]", "fusion=mean", "selftrain.calibration=none"],
+            # round 0 without the contrastive stage (the linear-probe head alone): ahead on validation in the GPU
+            # ablation once the similarity teacher joined (experiments/results/ablations_issue9)
+            "stages=[probe]": ["stages=[probe]"],
             "calibration=temperature": ["selftrain.calibration=temperature"],
             "finetune_lr=null": ["stages.probe.finetune_lr=null"],
             "supervised_lr=2e-5": ["stages.probe.finetune_lr=null", "selftrain.supervised_lr=2e-5"],

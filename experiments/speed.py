@@ -292,6 +292,7 @@ def prediction_rows(bench: Bench, module: ClassifierModule, repeats: int) -> lis
     factories = {plan.predict_dtype: trainers(bench, plan, "predict") for plan in (FP32, BF16)}
 
     def hand_loop() -> np.ndarray:
+        module.to(bench.device)  # a no-op on CPU; on a GPU, Lightning's predict handed the module back on the CPU
         return hand_loop_probs(module, encoded, tokenizer, batch, bench.device)
 
     def hand_loop_autocast() -> np.ndarray:
