@@ -2,8 +2,10 @@
 
     python experiments/round_selection.py experiments/results/benchmark_full/results.json [more results.json ...]
     python experiments/round_selection.py experiments/results/similarity_probe/runs/*_s[0-9]   # run folders
+    python experiments/round_selection.py experiments/results/ablations_issue9/results.json   # every variant's runs
 
-Reads the per-round records that benchmark.py stores for every self-training run (cells[].selftrain.rounds) and
+Reads the per-round records that benchmark.py stores for every self-training run (cells[].selftrain.rounds; or
+ablations.py's rows[].rounds, or run folders) and
 applies each rule to each run. Test accuracy is used only to score a rule after the fact, never to choose a round.
 Prints, per rule, the mean test accuracy of the chosen round, its regret against the hindsight-best round, and its
 gain over round 0, averaged over runs and per dataset.
@@ -45,9 +47,12 @@ def runs_of(paths: list[Path]) -> list[tuple[str, Rounds]]:
         if path.is_dir():  # a run folder, e.g. one of experiments/reuse_stages.py's: <dataset>_<setting>_s<seed>
             runs.append((path.name.rsplit("_s", 1)[0], json.loads((path / "rounds.json").read_text())))
             continue
-        for cell in json.loads(path.read_text())["cells"]:
+        report = json.loads(path.read_text())
+        for cell in report.get("cells", []):  # benchmark.py's results.json
             for rounds in cell.get("selftrain", {}).get("rounds", []):
                 runs.append((f"{cell['dataset']} K={cell['K']}", rounds))
+        for row in report.get("rows", []):  # ablations.py's results.json: one row per dataset and variant
+            runs += [(row["dataset"], rounds) for rounds in row.get("rounds", [])]
     return runs
 
 
