@@ -225,7 +225,7 @@ def selftrain_job(
 
 
 def choose_candidate(report: dict[str, Any], outcomes: dict[str, list[Outcome]]) -> str | None:
-    """The self-training candidate with the best mean validation accuracy (of its best round) over every cell and
+    """The self-training candidate with the best mean validation accuracy (of its reported round) over every cell and
     seed; candidates with a failed run drop out."""
     scores = []
     for name, runs in outcomes.items():
@@ -299,7 +299,7 @@ def choose_recipe(cell: dict[str, Any], variant: Variant, done: dict[str, Outcom
 
 
 def metrics(results: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """Test metrics of the best round of each run, from its results.json."""
+    """Test metrics of the reported round of each run (selftrain.select_round), from its results.json."""
     return {key: [r["best"][key] for r in results] for key in ("test/acc", "test/f1_macro")}
 
 
@@ -491,7 +491,7 @@ def cell_rows(cell: dict[str, Any]) -> list[str]:
     sup, full = cell["supervised"], cell["full"]
     st = cell.get("selftrain", {"test/acc": [], "test/f1_macro": [], "rounds": [], "best_round": [], "wall_time_s": []})
     st_notes = (
-        f"best rounds {st['best_round']} (round 0: {fmt(st.get('round0/test/acc', []))}); "
+        f"reported rounds {st['best_round']} (round 0: {fmt(st.get('round0/test/acc', []))}); "
         f"test acc per round {per_round(st['rounds'], 'test/acc')}; "
         f"pseudo-label acc per round {per_round(st['rounds'], 'pseudo/acc')}; "
         f"teacher val ECE per round {per_round(st['rounds'], 'teacher/val_ece')}; "
@@ -573,7 +573,7 @@ def candidate_lines(report: dict[str, Any], variant: Variant) -> list[str]:
     for name in report.get("candidates_incomplete", []):
         lines.append(table_row(name, " ".join(variant.candidates[name]), "incomplete", "not compared (runs missing)"))
     columns = ["test", *DETAILS]
-    lines += ["", "Per dataset, mean over seeds (accuracies and ECE in %; test at the round chosen on validation):", "",
+    lines += ["", "Per dataset, mean over seeds (accuracies and ECE in %; test at the reported round):", "",
               table_row("candidate", "dataset", *columns), "|---" * (len(columns) + 2) + "|"]
     for c in report["candidates"]:
         for dataset, row in c.get("per_dataset", {}).items():
@@ -616,7 +616,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
         for key, style, label in (("supervised", ":", "supervised only"), ("full", "--", "full supervision")):
             if cell.get(key, {}).get("test/acc"):
                 ax.axhline(100 * statistics.mean(cell[key]["test/acc"]), linestyle=style, color="gray", label=label)
-        ax.set_title(f"{cell['dataset']}, K={cell['K']} (circled: round chosen on validation)", fontsize=9)
+        ax.set_title(f"{cell['dataset']}, K={cell['K']} (circled: the reported round)", fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("round (0 = supervised only)")
         ax.set_ylabel("test accuracy (%)")
