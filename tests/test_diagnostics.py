@@ -211,7 +211,7 @@ def test_round_plots_run_plot_and_report(tmp_path: Path) -> None:
     assert "round_2/confusion.png" not in text and "round_2/reliability.png" not in text
     rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| ")}
     assert rows["0"].replace(" ", "") == "|0|40|-|-|-|70.0|68.0|66.0|"  # round 0: no pseudo-label columns
-    assert rows["1 (best)"].replace(" ", "") == "|1(best)|140|100|85.0|12.3|76.0|74.0|73.0|"
+    assert rows["1 (reported)"].replace(" ", "") == "|1(reported)|140|100|85.0|12.3|76.0|74.0|73.0|"
     assert "| 1 | 90.0 | 80.0 |" in text  # per-class precision table
     assert no_temp_files(tmp_path)
 
@@ -219,4 +219,4 @@ def test_round_plots_run_plot_and_report(tmp_path: Path) -> None:
 def test_report_without_results_keys_or_figures(tmp_path: Path) -> None:
     text = write_run_report(tmp_path, fake_records()[:1], {}, ["neg", "pos"]).read_text()
     assert text.startswith("# Self-training report\n")
-    assert "best round" not in text and ".png" not in text and "precision" not in text
+    assert "reported round" not in text and ".png" not in text and "precision" not in text

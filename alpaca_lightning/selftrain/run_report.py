@@ -132,7 +132,7 @@ def _round_table(records: list[dict[str, Any]]) -> list[str]:
     for record in records:
         row = [_cell(key, record.get(key)) for key in columns]
         if record.get("best"):
-            row[0] += " (best)"
+            row[0] += " (reported)"
         rows.append(row)
     return _table([TABLE_COLUMNS[key] for key in columns], rows)
 
