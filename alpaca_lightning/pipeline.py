@@ -181,8 +181,9 @@ def run_to_results(cfg: DictConfig) -> dict[str, Any]:
     records = [r.to_dict() for r in loop.run()]
     results = build_results(
         records, loop.stop_reason,
-        {"task": cfg.task.name, "seed": cfg.seed, "monitor": settings.monitor, "select_round": settings.select_round, "splits": splits.sizes(),
-         "duplicates": splits.info["duplicates"], "wall_time_s": round(time.time() - start, 1)},
+        {"task": cfg.task.name, "seed": cfg.seed, "monitor": settings.monitor, "select_round": settings.select_round,
+         "splits": splits.sizes(), "duplicates": splits.info["duplicates"],
+         "wall_time_s": round(time.time() - start, 1)},
     )
     results["best_model"] = str(loop.round_dir(results["best_round"]) / "model")
     results["config_sha256"] = run_key

@@ -160,7 +160,8 @@ def plot_rounds(records: list[dict[str, Any]], path: Path) -> Path:
             ax.axvline(best["round"], color="gold", linewidth=6, alpha=0.4, zorder=0)
         xs, ys = _series([best], "val/acc")
         if xs:
-            top.plot(xs, [100 * ys[0]], "*", color="darkorange", markersize=16, label=f"reported round ({best['round']})")
+            top.plot(xs, [100 * ys[0]], "*", color="darkorange", markersize=16,
+                     label=f"reported round ({best['round']})")
     top.set_ylabel("%")
     top.set_title("self-training rounds (round 0 = supervised only)")
     top.grid(alpha=0.3)
