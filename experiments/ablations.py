@@ -35,6 +35,7 @@ if __package__ in (None, ""):  # run as `python experiments/ablations.py`: make 
 
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
 from experiments.benchmark import (
+    CLASSIFIER_ALONE,
     MAX_LENGTH,
     failure_lines,
     fmt,
@@ -66,7 +67,7 @@ VARIANTS: dict[str, list[str]] = {
     "teachers=fused": ["teachers=[classifier,cloze,nsp]"],
     # the similarity teacher's settings (README "Teachers that read the labels' meaning"): without it, and fused
     # in every round instead of where it lowers the validation NLL
-    "teachers=[classifier]": ["teachers=[classifier]", "fusion=mean", "selftrain.calibration=none"],
+    "teachers=[classifier]": CLASSIFIER_ALONE,
     "teacher_selection=all": ["selftrain.teacher_selection=all"],
     "stages=[mlm_nsp]": ["stages=[mlm_nsp]"],
     # issue 9's options, each removed from (or added to) the default on its own
@@ -243,8 +244,8 @@ def row_line(row: dict[str, Any], seeds: int) -> str:
 
 def against_reference(rows: list[dict[str, Any]]) -> list[str]:
     """Each variant's change against the reference variant on the same seeds, in points of mean accuracy: round 0
-    and the chosen round, validation (what a default is chosen on) and test, per dataset and on average; and the
-    chosen round's validation change paired run by run (same dataset and seed), with its standard error, which
+    and the reported round, validation (what a default is chosen on) and test, per dataset and on average; and the
+    reported round's validation change paired run by run (same dataset and seed), with its standard error, which
     says whether a validation change is more than the noise of a tiny validation set."""
     reference = {r["dataset"]: r for r in rows if r["variant"] == REFERENCE}
     keys = ("round0_val/acc", "round0_test/acc", "best_val/acc", "test/acc")
@@ -263,8 +264,8 @@ def against_reference(rows: list[dict[str, Any]]) -> list[str]:
     if not changes:
         return []
     datasets = list(reference)
-    lines = ["", f"Change against `{REFERENCE}` in points of mean accuracy, round 0 val / test → chosen round val / "
-                 "test (validation is what a default is chosen on); last column: the chosen round's validation "
+    lines = ["", f"Change against `{REFERENCE}` in points of mean accuracy, round 0 val / test → reported round val / "
+                 "test (validation is what a default is chosen on); last column: the reported round's validation "
                  "change paired run by run, mean ± standard error (runs):", "",
              table_row("variant", *datasets, "mean", "paired val change"), "|---" * (len(datasets) + 3) + "|"]
     for variant, per_dataset in changes.items():

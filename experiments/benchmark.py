@@ -85,6 +85,8 @@ class Variant:
 # The quick variant's stage candidates were measured before stages.probe.finetune_lr existed: they fine-tuned round 0
 # and the students at the recipe's rate, which these overrides keep.
 PROBE_AT_RECIPE_RATE = ["stages=[contrastive,probe]", "stages.probe.finetune_lr=null"]
+# The default before the similarity teacher: the round's classifier alone, as it predicts.
+CLASSIFIER_ALONE = ["teachers=[classifier]", "fusion=mean", "selftrain.calibration=none"]
 
 VARIANTS = {
     "quick": Variant(
@@ -130,7 +132,7 @@ VARIANTS = {
             # the default before the 5-round schedule with the precision gate
             "max_rounds=3,min_precision=null": ["selftrain.max_rounds=3", "selftrain.min_precision=null"],
             # the default before the similarity teacher (the classifier alone, uncalibrated)
-            "teachers=[classifier]": ["teachers=[classifier]", "fusion=mean", "selftrain.calibration=none"],
+            "teachers=[classifier]": CLASSIFIER_ALONE,
             # round 0 without the contrastive stage (the linear-probe head alone): ahead on validation in the GPU
             # ablation once the similarity teacher joined (experiments/results/ablations_issue9)
             "stages=[probe]": ["stages=[probe]"],

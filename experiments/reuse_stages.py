@@ -126,7 +126,7 @@ def write_summary(out: Path, command: str) -> str:
     previous = (out / "results.md").read_text() if (out / "results.md").is_file() else ""
     commands = [line for line in previous.splitlines() if line.startswith("`python experiments/reuse_stages.py")]
     commands += [f"`{command}`"] if f"`{command}`" not in commands else []
-    table = ["| setting | dataset | runs | val acc (chosen round) | test acc (chosen round, ± std over seeds) | "
+    table = ["| setting | dataset | runs | val acc (reported round) | test acc (reported round, ± std over seeds) | "
              "test acc per round | pseudo-label acc per round | teacher's val ECE per round |",
              "|---|---|---|---|---|---|---|---|", *summary_rows(out)]
     teachers = ["| setting | dataset | runs | round 1's teachers: pool accuracy | selected | selected right |",

@@ -158,8 +158,9 @@ def helpful_teachers(fusion: Fusion, val_outputs: list[TeacherOutput], val_gold:
     def val_nll(positions: list[int]) -> float:
         return nll(fusion([val_outputs[i] for i in positions]).probs[known], gold)
 
-    kept = [0]
+    kept, kept_nll = [0], val_nll([0])
     for i in range(1, len(val_outputs)):
-        if val_nll(kept + [i]) < val_nll(kept):
-            kept.append(i)
+        candidate_nll = val_nll(kept + [i])
+        if candidate_nll < kept_nll:
+            kept, kept_nll = kept + [i], candidate_nll
     return kept
