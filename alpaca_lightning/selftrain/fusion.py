@@ -73,7 +73,7 @@ class WeightedMeanFusion(Fusion):
 
     @property
     def uses_validation(self) -> bool:
-        """True when the weights come from the validation set that also chooses the best round."""
+        """True when the weights come from the validation set that also compares the rounds."""
         return self.weights is None
 
     def teacher_weights(self, outputs: list[TeacherOutput], num_classes: int) -> np.ndarray:
