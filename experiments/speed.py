@@ -16,8 +16,10 @@ Sections (each row: sentences per second; ratios against baselines measured in t
   rounds      one round's work at growing pool sizes: predict the pool, then a student epoch over it
   pairs       (not by default) the fp32 fit training only its own embedding rows against every row, in --pairs
               back-to-back pairs of alternating order: the median and spread of the per-pair time ratio
-  profile     (not by default) torch.profiler over one fp32 epoch of the project's fit: the share of matrix
-              products, the optimizer and dropout masks, and the whole operator table in profile_training.txt
+  profile     (not by default) torch.profiler over one epoch of the project's fit in fp32 and in bf16-mixed: the
+              share of matrix products, the optimizer, dropout masks and dtype casts, the whole operator tables in
+              profile_training.txt, and (with the training section) the ratio bf16-mixed would reach if its matrix
+              products took no time
   default job (--default-job REF) the embedded default job (``alpaca-train``, seed 0) at REF and at the working
               tree, one after the other: wall time and test accuracy
 
@@ -271,7 +273,7 @@ def training_rows(bench: Bench, repeats: int) -> tuple[list[Row], ClassifierModu
             "project fit, 32-true": lambda: project_fit(bench, FP32),
             # what training only the fit's own embedding rows saves (models/embedding_rows.py)
             "project fit, 32-true, embedding_updates=all": lambda: project_fit(bench, FP32, embedding_updates="all"),
-            "project fit, bf16-mixed": lambda: project_fit(bench, BF16),
+            BF16_FIT: lambda: project_fit(bench, BF16),
         }
 
     interleaved(paths(warm_up_bench(bench)), 1)  # untimed
@@ -353,25 +355,44 @@ PROFILE_GROUPS = {
     "matrix products (mm, addmm, bmm)": ("aten::mm", "aten::addmm", "aten::bmm"),
     "fused AdamW": ("aten::_fused_adamw_",),
     "dropout masks (bernoulli_, uniform_)": ("aten::bernoulli_", "aten::uniform_"),
+    "dtype casts (_to_copy)": ("aten::_to_copy",),
 }
+MATMULS = "matrix products (mm, addmm, bmm)"
+BF16_FIT = "project fit, bf16-mixed"
 
 
 def profile_rows(bench: Bench, out: Path) -> list[Row]:
-    """Where one fp32 epoch of the project's fit spends its time: torch.profiler's self CPU time per operator,
-    grouped; the whole table goes to ``out/profile_training.txt``."""
+    """Where one epoch of the project's fit spends its time, in fp32 and in bf16-mixed: torch.profiler's self CPU
+    time per operator, grouped (rows "<precision>: <group>"); the whole tables go to ``out/profile_training.txt``."""
     from torch.profiler import ProfilerActivity, profile
 
-    project_fit(warm_up_bench(bench), FP32)
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        project_fit(bench, FP32)
-    events = prof.key_averages()
-    atomic_write_text(out / "profile_training.txt", events.table(sort_by="self_cpu_time_total", row_limit=30))
-    total = sum(e.self_cpu_time_total for e in events)
-    rows = []
-    for name, ops in PROFILE_GROUPS.items():
-        spent = sum(e.self_cpu_time_total for e in events if e.key in ops)
-        rows.append(Row("profile", name, 0.0, spent / 1e6, {"share": spent / total}))
+    rows, tables = [], []
+    for plan in (FP32, BF16):
+        project_fit(warm_up_bench(bench), plan)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            project_fit(bench, plan)
+        events = prof.key_averages()
+        tables.append(f"# {plan.train}\n\n" + events.table(sort_by="self_cpu_time_total", row_limit=30))
+        total = sum(e.self_cpu_time_total for e in events)
+        for name, ops in PROFILE_GROUPS.items():
+            spent = sum(e.self_cpu_time_total for e in events if e.key in ops)
+            rows.append(Row("profile", f"{plan.train}: {name}", 0.0, spent / 1e6, {"share": spent / total}))
+    atomic_write_text(out / "profile_training.txt", "\n\n".join(tables))
     return rows
+
+
+def free_matmul_ceiling(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Amdahl's bound for bf16-mixed training, from the training and profile rows of the same run: the ratio the
+    bf16-mixed fit would reach against the fp32 HF Trainer if its matrix products took no time at all (only they
+    get faster in bf16; the rest of the step is what bounds it)."""
+    by_key = {(r["section"], r["path"]): r for r in rows}
+    fit = by_key.get(("training", BF16_FIT))
+    share = by_key.get(("profile", f"{BF16.train}: {MATMULS}"))
+    if fit is None or share is None or "ratio" not in fit:
+        return rows
+    ceiling = fit["ratio"] / (1.0 - share["share"])
+    return [*rows, {"section": "profile", "path": f"{BF16_FIT}, if its matrix products took no time",
+                    "sentences_per_s": 0.0, "seconds": None, "ratio": round(ceiling, 2)}]
 
 
 def batch_size_rows(bench: Bench, batch_sizes: list[int], repeats: int) -> list[Row]:
@@ -483,8 +504,8 @@ def markdown(report: dict[str, Any]) -> str:
         "default job": "The embedded default job (`alpaca-train`, seed 0), base commit against the working tree",
         "pairs": "Training only the fit's own embedding rows, in back-to-back pairs of fp32 fits (pair ratio: the "
                  "time with every row over the time with the fit's rows, within each pair)",
-        "profile": "Where one fp32 epoch of the project's fit spends its time (torch.profiler, self CPU time; "
-                   "the whole table: profile_training.txt)",
+        "profile": "Where one epoch of the project's fit spends its time, fp32 and bf16-mixed (torch.profiler, self "
+                   f"CPU time; the whole tables: profile_training.txt; ratio: against {BASELINES['training']})",
         "batch sizes": f"Hand loop by prediction batch size, {report['predict_size']} sentences (ratio: against "
                        f"{BASELINES['batch sizes']})",
     }
@@ -615,7 +636,7 @@ def run(args: argparse.Namespace) -> int:
                               for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))},
             "matmul_size": matmul_size(args.device), "max_length": bench.cfg.data.max_length, "train_size": args.train_size,
             "predict_size": args.predict_size, "predict_batch_size": bench.cfg.data.predict_batch_size,
-            "auto": auto.to_dict(), "rows": with_ratios(rows),
+            "auto": auto.to_dict(), "rows": free_matmul_ceiling(with_ratios(rows)),
         }
         atomic_write_json(args.out / "speed.json", report)
         atomic_write_text(args.out / "speed.md", markdown(report))

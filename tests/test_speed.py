@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import pytest
+
 from experiments import speed
 
 
@@ -26,8 +28,12 @@ def test_speed_benchmark_smoke(synthetic_task, tmp_path) -> None:
     bf16 = rows[("prediction", "project predict_split, bfloat16")]
     assert 0.0 <= bf16["argmax_agreement"] <= 1.0 and "ratio" in bf16 and "ratio_2" in bf16
     assert [p for s, p in rows if s == "rounds"] == ["pool 32", "pool 64"]
-    shares = [r["share"] for (s, _), r in rows.items() if s == "profile"]
-    assert len(shares) == 3 and 0 < sum(shares) <= 1 and rows[("profile", "fused AdamW")]["share"] > 0
+    for precision in ("32-true", "bf16-mixed"):
+        shares = [r["share"] for (s, p), r in rows.items() if s == "profile" and p.startswith(precision + ":")]
+        assert len(shares) == 4 and 0 < sum(shares) <= 1 and rows[("profile", f"{precision}: fused AdamW")]["share"] > 0
+    matmuls = rows[("profile", "bf16-mixed: matrix products (mm, addmm, bmm)")]["share"]
+    ceiling = rows[("profile", "project fit, bf16-mixed, if its matrix products took no time")]["ratio"]
+    assert ceiling == pytest.approx(rows[("training", "project fit, bf16-mixed")]["ratio"] / (1 - matmuls), abs=0.01)
     assert "aten::" in (tmp_path / "profile_training.txt").read_text()
     seen = rows[("pairs", "project fit, 32-true, embedding_updates=seen")]
     assert seen["pair_ratio_min"] <= seen["pair_ratio_median"] <= seen["pair_ratio_max"]
@@ -36,7 +42,6 @@ def test_speed_benchmark_smoke(synthetic_task, tmp_path) -> None:
 
 
 def test_a_cuda_run_without_a_gpu_is_refused(tmp_path, monkeypatch) -> None:
-    import pytest
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
