@@ -58,13 +58,29 @@ def quiet_libraries() -> None:
 
 
 class ThrottledProgressBar(RichProgressBar):
-    """Lightning's rich bar, redrawn at most every ``interval`` seconds. The stock bar redraws and re-reads the
-    logged metrics after every batch, about 9% of a small model's training step on a CPU (issue 10)."""
+    """Lightning's rich bar, redrawn at most every ``interval`` seconds, on the main thread. The stock bar redraws
+    and re-reads the logged metrics after every batch, about 9% of a small model's training step on a CPU (issue
+    10), and its refresh thread wakes 100 times a second, which on a 2-core machine took about 3% from the compute
+    threads of prediction (experiments/speed.py's prediction rows). A slower thread would not do: Lightning's
+    thread sleeps between wake-ups, so stopping the bar at the end of every fit and prediction would wait that long."""
 
     def __init__(self, interval: float = 0.5) -> None:
         super().__init__()
         self.interval = interval
         self._last_draw = 0.0
+
+    def _init_progress(self, trainer: pl.Trainer) -> None:
+        super()._init_progress(trainer)
+        live = getattr(self.progress, "live", None)
+        thread = getattr(live, "_refresh_thread", None)
+        if thread is not None:  # the throttled hooks below draw instead
+            live.auto_refresh = False
+            live._refresh_thread = None
+            thread.stop()
+            thread.join()
+
+    def refresh(self, hard: bool = False) -> None:
+        super().refresh(hard=True)  # without the thread, a soft refresh would never be drawn
 
     def _due(self, batch_idx: int, total: float | int) -> bool:
         now = time.monotonic()

@@ -491,7 +491,8 @@ def markdown(report: dict[str, Any]) -> str:
         "# Speed benchmark", "",
         f"Machine: {report['machine']}. Model: `{report['model']}`, max length {report['max_length']}. "
         f"`hardware.precision=auto` here: {report['auto']['train']} training, {report['auto']['predict_dtype']} "
-        f"prediction ({report['auto']['reason']}). Matmul {report.get('matmul_size', 2048)}^2: fp32 {report['matmul_gflops']['fp32']} GFLOP/s, "
+        f"prediction ({report['auto']['reason']}). Matmul {report.get('matmul_size', 2048)}^2: "
+        f"fp32 {report['matmul_gflops']['fp32']} GFLOP/s, "
         f"bf16 {report['matmul_gflops']['bf16']} GFLOP/s (the ceiling of any bf16 gain here).", "",
         f"Command: `{report['command']}`", "",
     ]
@@ -634,7 +635,8 @@ def run(args: argparse.Namespace) -> int:
             "machine": machine(args.device), "model": model_name(bench.cfg),
             "matmul_gflops": {name: round(matmul_gflops(dtype, args.device))
                               for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))},
-            "matmul_size": matmul_size(args.device), "max_length": bench.cfg.data.max_length, "train_size": args.train_size,
+            "matmul_size": matmul_size(args.device), "max_length": bench.cfg.data.max_length,
+            "train_size": args.train_size,
             "predict_size": args.predict_size, "predict_batch_size": bench.cfg.data.predict_batch_size,
             "auto": auto.to_dict(), "rows": free_matmul_ceiling(with_ratios(rows)),
         }

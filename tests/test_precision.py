@@ -85,6 +85,34 @@ def test_the_progress_bar_redraws_at_most_every_interval(monkeypatch) -> None:
     assert bar._due(99, total=100)  # the last batch always shows
 
 
+def test_the_progress_bar_draws_on_the_main_thread_without_a_refresh_thread(tmp_path) -> None:
+    """Lightning's refresh thread wakes 100 times a second and competes with the compute threads; the bar stops it,
+    and still shows every batch by the end of the epoch."""
+    import threading
+
+    import pytorch_lightning as pl
+    from rich.live import _RefreshThread
+
+    class Tiny(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = torch.nn.Linear(4, 1)
+
+        def training_step(self, batch, batch_idx):
+            assert not any(isinstance(t, _RefreshThread) for t in threading.enumerate())
+            return self.layer(batch[0]).pow(2).mean()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.1)
+
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.randn(12, 4)), batch_size=4)
+    bar = ThrottledProgressBar(interval=0.5)
+    pl.Trainer(max_epochs=1, callbacks=[bar], logger=False, enable_checkpointing=False, default_root_dir=tmp_path,
+               enable_model_summary=False).fit(Tiny(), data)
+    task = bar.progress.tasks[bar.train_progress_bar_id]
+    assert task.completed == task.total == 3
+
+
 def test_bf16_mixed_run_trains_after_predicting(synthetic_task, tmp_path) -> None:
     """Rounds continue from a model that predicted in bf16: its fp32 weights must be intact and trainable."""
     results = run(compose_config(tiny_overrides(synthetic_task, tmp_path) + ["hardware.precision=bf16-mixed"]))

@@ -18,7 +18,8 @@ def test_speed_benchmark_smoke(synthetic_task, tmp_path) -> None:
     ]
     args = argparse.Namespace(
         out=tmp_path, train_size=64, predict_size=96, test_size=50, repeats=1, train_repeats=1, round_pools=[32, 64],
-        sections=["training", "prediction", "rounds", "profile", "pairs"], pairs=2, default_job=None, job_override=[], override=overrides, device="cpu",
+        sections=["training", "prediction", "rounds", "profile", "pairs"], pairs=2, default_job=None, job_override=[],
+        override=overrides, device="cpu",
     )
     assert speed.run(args) == 0
     report = json.loads((tmp_path / "speed.json").read_text())

@@ -141,7 +141,7 @@ def pad_token_rows(rows: list[list[int]], pad_token_id: int) -> dict[str, torch.
 
 
 def pad_rows(rows: list[list[int]], width: int, value: int) -> torch.Tensor:
-    # filled in numpy, one tensor at the end: a tensor per row cost ~1.8 ms per batch of 64, 10x this
+    # filled in numpy, one tensor at the end: a tensor per row was most of the collation time
     out = np.full((len(rows), width), value, dtype=np.int64)
     for i, row in enumerate(rows):
         out[i, : len(row)] = row
