@@ -351,13 +351,13 @@ def paired_rows(bench: Bench, pairs: int) -> list[Row]:
                 statistics.median(seconds[name]), spread if name == "seen" else {}) for name in ("all", "seen")]
 
 
+MATMULS = "matrix products (mm, addmm, bmm)"
 PROFILE_GROUPS = {
-    "matrix products (mm, addmm, bmm)": ("aten::mm", "aten::addmm", "aten::bmm"),
+    MATMULS: ("aten::mm", "aten::addmm", "aten::bmm"),
     "fused AdamW": ("aten::_fused_adamw_",),
     "dropout masks (bernoulli_, uniform_)": ("aten::bernoulli_", "aten::uniform_"),
     "dtype casts (_to_copy)": ("aten::_to_copy",),
 }
-MATMULS = "matrix products (mm, addmm, bmm)"
 BF16_FIT = "project fit, bf16-mixed"
 
 
