@@ -244,12 +244,16 @@ def accuracy(probs: np.ndarray, gold: np.ndarray) -> float:
 # --- sections ---------------------------------------------------------------------------------------------------
 def interleaved(paths: dict[str, Callable[[], Any]], repeats: int) -> dict[str, tuple[float, Any]]:
     """Median seconds of each path over ``repeats`` rounds that run every path once, in turn (a slow spell of a
-    shared machine then hits every path alike), and each path's last result."""
+    shared machine then hits every path alike), and each path's result from the last round. Each round starts one
+    path later than the one before: a path can run a little slower right after another (after the bf16 cast, in
+    one measurement), and the same predecessor every time would bias one path."""
     times: dict[str, list[float]] = {name: [] for name in paths}
     results: dict[str, Any] = {}
-    for _ in range(repeats):
-        for name, fn in paths.items():
-            seconds, results[name] = timed(fn)
+    names = list(paths)
+    for repeat in range(repeats):
+        shift = repeat % len(names)
+        for name in names[shift:] + names[:shift]:
+            seconds, results[name] = timed(paths[name])
             times[name].append(seconds)
     return {name: (statistics.median(times[name]), results[name]) for name in paths}
 
