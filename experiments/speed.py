@@ -245,8 +245,8 @@ def accuracy(probs: np.ndarray, gold: np.ndarray) -> float:
 def interleaved(paths: dict[str, Callable[[], Any]], repeats: int) -> dict[str, tuple[float, Any]]:
     """Median seconds of each path over ``repeats`` rounds that run every path once, in turn (a slow spell of a
     shared machine then hits every path alike), and each path's result from the last round. Each round starts one
-    path later than the one before: a path can run a little slower right after another (after the bf16 cast, in
-    one measurement), and the same predecessor every time would bias one path."""
+    path later than the one before: a path's time can depend on the one that ran just before it (the state it
+    leaves in the allocator and caches), and the same predecessor every time would bias that path."""
     times: dict[str, list[float]] = {name: [] for name in paths}
     results: dict[str, Any] = {}
     names = list(paths)
