@@ -1,7 +1,7 @@
 """``alpaca-report``: one table from many runs (a multirun, a sweep, or any folders of runs).
 
     alpaca-report multirun/sst2/2026-11-29_10-00-00                      # group by every key that differs but seed
-    alpaca-report multirun/a multirun/b --group-by task.name selftrain.student_init --out reports/students
+    alpaca-report multirun/a multirun/b --group-by task.name student_init --out reports/students
     alpaca-report runs/ --group-by task.name --choose model.classifier.optimizer.lr --choose-on best:val/acc
 
 Every folder below the given ones that holds a ``config_resolved.yaml`` is a run. Finished runs (``results.json``)
@@ -284,7 +284,7 @@ def report(roots: list[Path], out: Path, group_by: list[str] | None = None,
     unknown = [k for k in keys + choose if not any(k in r.config for r in records)]
     if unknown:
         raise KeyError(f"alpaca-report: {unknown} is not a config key of these runs (e.g. task.name, "
-                       f"selftrain.student_init, split.labels_per_class).")
+                       f"student_init, split.labels_per_class).")
     metrics = list(metrics or DEFAULT_METRICS)
     groups = group_runs(finished, keys + choose)
     choices, notes = [], []

@@ -41,22 +41,23 @@ def task_text(splits: TaskSplits) -> list[str]:
 
 @dataclass(frozen=True)
 class RunContext:
+    """The services of a run and its read-only inputs. What changes over a run lives elsewhere: the encoder and the
+    learning rates in the ``TrainingPlan`` (resolved once, after the round-0 stages), a round's training data in
+    the datamodule handed to that round's fit."""
+
+    kind: Any  # the task kind (alpaca_lightning.tasks): the shape of an example and of a prediction
     splits: TaskSplits  # pool labels hidden
-    datamodule: SelfTrainingDataModule
+    datamodule: SelfTrainingDataModule  # the task's encoded splits for prediction, with the labelled set to train on
     make_datamodule: Callable[[TaskSplits], SelfTrainingDataModule]
     make_classifier: Callable[..., ClassifierModule]  # (model path, lr=None: the model's optimizer lr)
     trainers: TrainerFactory
     tokenizer: PreTrainedTokenizerBase
-    encoder_path: str  # the backbone, or the last round-0 stage's output
+    backbone_path: str  # the pretrained encoder, before any round-0 stage
     run_dir: Path
     seed: int
-    supervised_epochs: int
     global_batch_size: int
-    supervised_lr: float | None = None  # round 0's lr (None: the model's optimizer lr) ...
-    student_lr: float | None = None  # ... and the students' (selftrain.*_lr, else the round-0 stages' finetune_lr)
     prompt: dict[str, Any] | None = None
     class_prior: np.ndarray | None = None  # task.class_prior; None: estimated from the teacher on the pool
-    backbone_path: str | None = None  # the encoder before the round-0 stages (selftrain.student_init=stages)
 
     @property
     def label_names(self) -> list[str]:
@@ -64,6 +65,3 @@ class RunContext:
 
     def own_text(self) -> list[str]:
         return task_text(self.splits)
-
-    def with_encoder(self, encoder_path: str) -> RunContext:
-        return replace(self, encoder_path=encoder_path)

@@ -30,6 +30,8 @@ from pytorch_lightning.loggers import Logger, MLFlowLogger, WandbLogger
 
 from alpaca_lightning.artifacts import atomic_write_text
 from alpaca_lightning.distributed import is_global_zero
+from alpaca_lightning.selftrain.events import ROUND_FIGURES, RoundObserver
+from alpaca_lightning.selftrain.records import RoundRecord
 
 WANDB_ID_FILE = "wandb_id.txt"
 
@@ -84,3 +86,22 @@ def experiment_tags() -> list[str]:
         return []
     experiment = HydraConfig.get().runtime.choices.get("experiment")
     return [experiment] if experiment else []
+
+
+class RoundLogging(RoundObserver):
+    """The round table in the run's loggers: each round's numbers under ``round/*`` at step k, and its figures where
+    the logger shows images (W&B)."""
+
+    def __init__(self, loggers: list[Logger]) -> None:
+        self.loggers = loggers
+
+    def round_done(self, folder: Path, record: RoundRecord) -> None:
+        flat = record.to_dict()
+        numeric = {f"round/{key}": v for key, v in flat.items() if isinstance(v, (int, float)) and v is not None}
+        figures = [folder / name for name in ROUND_FIGURES if (folder / name).is_file()]
+        for logger in self.loggers:
+            logger.log_metrics(numeric, step=record.round)
+            if figures and hasattr(logger, "log_image"):
+                logger.log_image("round/figures", [str(f) for f in figures], step=record.round,
+                                 caption=[ROUND_FIGURES[f.name] for f in figures])
+            logger.save()

@@ -19,12 +19,12 @@ from omegaconf import DictConfig, OmegaConf
 
 from alpaca_lightning.artifacts import read_json
 from alpaca_lightning.console import info, quiet_libraries
-from alpaca_lightning.context import HiddenPoolLabels, RunContext, hide_pool_labels, task_text
+from alpaca_lightning.context import HiddenPoolLabels, RunContext, task_text
 from alpaca_lightning.data.datamodule import SelfTrainingDataModule
-from alpaca_lightning.data.splits import TaskSpec, TaskSplits, build_splits
+from alpaca_lightning.data.splits import TaskSplits
 from alpaca_lightning.distributed import is_global_zero
 from alpaca_lightning.errors import AlpacaError, DataError
-from alpaca_lightning.loggers import LoggerFactory, finish_wandb_run
+from alpaca_lightning.loggers import LoggerFactory, RoundLogging, finish_wandb_run
 from alpaca_lightning.models.backbone import load_tokenizer
 from alpaca_lightning.models.base import ClassifierModule
 from alpaca_lightning.models.loading import set_trust_remote_code
@@ -32,23 +32,25 @@ from alpaca_lightning.precision import PrecisionPlan, plan_precision
 from alpaca_lightning.run_info import check_same_config, config_sha256, save_run_info, save_split_fingerprints
 from alpaca_lightning.selftrain.prior import checked_prior
 from alpaca_lightning.selftrain.report import build_results, finished_results, print_summary, write_outputs
-from alpaca_lightning.selftrain.rounds import RoundSettings, SelfTrainingLoop
+from alpaca_lightning.selftrain.plan import resolve_plan
+from alpaca_lightning.selftrain.rounds import RoundPlugins, SelfTrainingLoop
+from alpaca_lightning.selftrain.run_report import RoundPlots
+from alpaca_lightning.selftrain.settings import RoundSettings
 from alpaca_lightning.selftrain.teachers import Teacher
 from alpaca_lightning.stages import Stage, run_stages
+from alpaca_lightning.tasks import SentenceClassification, TaskKind
 from alpaca_lightning.trainer import TrainerFactory
 
 
-def task_spec(task_cfg: DictConfig) -> TaskSpec:
-    fields = OmegaConf.to_container(task_cfg, resolve=True)
-    fields.pop("sources")
-    fields.pop("prompt", None)  # read by the prompt teachers
-    fields.pop("class_prior", None)  # read by the round loop
-    sources = {name: instantiate(src) for name, src in task_cfg.sources.items() if src is not None}
-    return TaskSpec(sources=sources, **fields)
+def task_kind(cfg: DictConfig) -> TaskKind:
+    """``task.kind``: what an example and a prediction look like (sentence classification by default)."""
+    kind_cfg = cfg.task.get("kind")
+    return instantiate(kind_cfg) if kind_cfg is not None else SentenceClassification()
 
 
 def load_splits(cfg: DictConfig) -> TaskSplits:
-    splits = build_splits(task_spec(cfg.task), seed=cfg.seed, **OmegaConf.to_container(cfg.split, resolve=True))
+    split_cfg = OmegaConf.to_container(cfg.split, resolve=True)
+    splits = task_kind(cfg).load_splits(cfg.task, split_cfg, cfg.seed)
     if cfg.selftrain.max_rounds > 0 and len(splits.pool) == 0:
         raise DataError(
             f"The unlabelled pool of task '{cfg.task.name}' is empty (sizes: {splits.sizes()}), so there is "
@@ -83,8 +85,17 @@ def check_complete(cfg: DictConfig) -> None:
         )
 
 
+def build_plugins(cfg: DictConfig) -> RoundPlugins:
+    """The round loop's choices: one option of each config group, instantiated."""
+    return RoundPlugins(
+        teachers=build_teachers(cfg), fusion=instantiate(cfg.fusion), filters=instantiate_list(cfg.filters),
+        schedule=instantiate(cfg.schedule), calibration=instantiate(cfg.calibration),
+        teacher_selection=instantiate(cfg.teacher_selection), student_init=instantiate(cfg.student_init),
+    )
+
+
 def build_context(
-    cfg: DictConfig, splits: TaskSplits, run_dir: Path, precision: PrecisionPlan, run_key: str = ""
+    cfg: DictConfig, kind: TaskKind, splits: TaskSplits, run_dir: Path, precision: PrecisionPlan, run_key: str = ""
 ) -> RunContext:
     """Backbone, tokenizer, trainers and the factories that every stage, teacher and round uses."""
     backbone_path = instantiate(cfg.model.backbone).materialize(run_dir, task_text(splits), cfg.seed)
@@ -99,23 +110,21 @@ def build_context(
     losses = instantiate_list(cfg.losses)
 
     def make_datamodule(task_splits: TaskSplits) -> SelfTrainingDataModule:
-        return data_partial(splits=task_splits, tokenizer=tokenizer, seed=cfg.seed)
+        return kind.make_datamodule(data_partial, task_splits, tokenizer, cfg.seed)
 
     def make_classifier(path: str, lr: float | None = None) -> ClassifierModule:
         if lr is None:
-            return classifier_partial(model_path=path, losses=losses)
+            return kind.make_classifier(classifier_partial, model_path=path, losses=losses)
         optimizer = classifier_partial.keywords["optimizer"]
         with_lr = functools.partial(optimizer.func, *optimizer.args, **{**optimizer.keywords, "lr": lr})
-        return classifier_partial(model_path=path, losses=losses, optimizer=with_lr)
+        return kind.make_classifier(classifier_partial, model_path=path, losses=losses, optimizer=with_lr)
 
     return RunContext(
-        splits=splits, datamodule=make_datamodule(splits), make_datamodule=make_datamodule,
-        make_classifier=make_classifier, trainers=trainers, tokenizer=tokenizer, encoder_path=backbone_path,
-        run_dir=run_dir, seed=cfg.seed, supervised_epochs=cfg.selftrain.supervised_epochs,
-        supervised_lr=cfg.selftrain.supervised_lr, student_lr=cfg.selftrain.student_lr,
-        global_batch_size=cfg.data.batch_size,
+        kind=kind, splits=splits, datamodule=make_datamodule(splits), make_datamodule=make_datamodule,
+        make_classifier=make_classifier, trainers=trainers, tokenizer=tokenizer, backbone_path=backbone_path,
+        run_dir=run_dir, seed=cfg.seed, global_batch_size=cfg.data.batch_size,
         prompt=OmegaConf.to_container(cfg.task.prompt, resolve=True) if cfg.task.get("prompt") else None,
-        class_prior=checked_prior(cfg.task.get("class_prior"), splits.label_names), backbone_path=backbone_path,
+        class_prior=checked_prior(cfg.task.get("class_prior"), splits.label_names),
     )
 
 
@@ -130,12 +139,13 @@ def record_run(cfg: DictConfig, run_dir: Path) -> PrecisionPlan:
     return precision
 
 
-def draw_splits(cfg: DictConfig, run_dir: Path) -> tuple[TaskSplits, HiddenPoolLabels]:
+def draw_splits(cfg: DictConfig, kind: TaskKind, run_dir: Path) -> tuple[TaskSplits, HiddenPoolLabels]:
     """The run's splits with the pool's gold labels hidden (returned apart, for diagnostics only)."""
     drawn = load_splits(cfg)
     if is_global_zero():
         save_split_fingerprints(run_dir, drawn)  # pool gold labels included: alpaca-reproduce checks the same data
-    splits, hidden = hide_pool_labels(drawn)
+    splits, pool_gold = kind.hide_pool_labels(drawn)
+    hidden = HiddenPoolLabels(pool_gold)
     info(f"task '{cfg.task.name}' splits: {splits.sizes()}")
     return splits, hidden
 
@@ -166,24 +176,26 @@ def run_to_results(cfg: DictConfig) -> dict[str, Any]:
         return finished
     precision = record_run(cfg, run_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    splits, hidden = draw_splits(cfg, run_dir)
-    ctx = build_context(cfg, splits, run_dir, precision, run_key)
-    teachers = build_teachers(cfg)
-    for teacher in teachers:
-        teacher.check(ctx)
+    kind = task_kind(cfg)
+    splits, hidden = draw_splits(cfg, kind, run_dir)
+    ctx = build_context(cfg, kind, splits, run_dir, precision, run_key)
+    plugins = build_plugins(cfg)
     stages: list[Stage] = instantiate_list(cfg.stages)
-    ctx = run_stages(stages, ctx)
+    for part in [*plugins.teachers, *stages]:
+        part.check(ctx)
+    plugins.student_init.check(stages)
+    plan = resolve_plan(settings, stages, run_stages(stages, ctx, ctx.backbone_path))
 
-    loop = SelfTrainingLoop(
-        ctx, teachers, instantiate(cfg.fusion), instantiate_list(cfg.filters), settings, hidden,
-        round_loggers=ctx.trainers.make_loggers("rounds") if is_global_zero() else [], stages=stages,
-    )
+    observers = [RoundPlots()]
+    if is_global_zero():
+        observers.append(RoundLogging(ctx.trainers.make_loggers("rounds")))
+    loop = SelfTrainingLoop(ctx, plan, plugins, settings, hidden, observers, stages)
     records = [r.to_dict() for r in loop.run()]
     results = build_results(
         records, loop.stop_reason,
-        {"task": cfg.task.name, "seed": cfg.seed, "monitor": settings.monitor, "select_round": settings.select_round,
-         "splits": splits.sizes(), "duplicates": splits.info["duplicates"],
-         "wall_time_s": round(time.time() - start, 1)},
+        {"task": cfg.task.name, "seed": cfg.seed, "monitor": settings.monitor,
+         "select_round": plugins.schedule.chosen_by, "splits": splits.sizes(),
+         "duplicates": splits.info["duplicates"], "wall_time_s": round(time.time() - start, 1)},
     )
     results["best_model"] = str(loop.round_dir(results["best_round"]) / "model")
     results["config_sha256"] = run_key

@@ -68,7 +68,7 @@ VARIANTS: dict[str, list[str]] = {
     # the similarity teacher's settings (README "Teachers that read the labels' meaning"): without it, and fused
     # in every round instead of where it lowers the validation NLL
     "teachers=[classifier]": CLASSIFIER_ALONE,
-    "teacher_selection=all": ["selftrain.teacher_selection=all"],
+    "teacher_selection=all": ["teacher_selection=all"],
     "stages=[mlm_nsp]": ["stages=[mlm_nsp]"],
     # issue 9's options, each removed from (or added to) the default on its own
     "stages=[]": ["stages=[]"],  # round 0 plain fine-tuning: no contrastive stage, no linear-probe head
@@ -76,9 +76,9 @@ VARIANTS: dict[str, list[str]] = {
     "losses=[supervised,consistency]": ["losses=[supervised,consistency]"],
     "teachers=+propagation": ["teachers=[classifier,similarity,propagation]"],
     "fusion=weighted": ["fusion=weighted"],
-    "calibration=none": ["selftrain.calibration=none"],
+    "calibration=none": ["calibration=none"],
     "min_precision=null": ["selftrain.min_precision=null"],  # no precision gate: every round runs
-    "student_init=reset": ["selftrain.student_init=reset"],
+    "student_init=reset": ["student_init=reset"],
     # issue 13's classifier options, one conf/experiment/ablation/ file each
     **{name: [f"experiment=ablation/{name}"] for name in (
         "llrd", "gradual_unfreezing", "reinit_top", "lora", "scalar_mix", "attention_pooling", "max_pooling",

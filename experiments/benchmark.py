@@ -86,7 +86,7 @@ class Variant:
 # and the students at the recipe's rate, which these overrides keep.
 PROBE_AT_RECIPE_RATE = ["stages=[contrastive,probe]", "stages.probe.finetune_lr=null"]
 # The default before the similarity teacher: the round's classifier alone, as it predicts.
-CLASSIFIER_ALONE = ["teachers=[classifier]", "fusion=mean", "selftrain.calibration=none"]
+CLASSIFIER_ALONE = ["teachers=[classifier]", "fusion=mean", "calibration=none"]
 
 VARIANTS = {
     "quick": Variant(
@@ -106,8 +106,8 @@ VARIANTS = {
             "losses=[supervised,consistency]": ["stages=[]", "losses=[supervised,consistency]"],
             "contrastive+probe+consistency": [*PROBE_AT_RECIPE_RATE, "losses=[supervised,consistency]"],
             "losses.supervised.cutoff=0.1": ["stages=[]", "losses.supervised.cutoff=0.1"],
-            "student_init=stages": [*PROBE_AT_RECIPE_RATE, "selftrain.student_init=stages"],
-            "calibration=temperature": [*PROBE_AT_RECIPE_RATE, "selftrain.calibration=temperature"],
+            "student_init=stages": [*PROBE_AT_RECIPE_RATE, "student_init=stages"],
+            "calibration=temperature": [*PROBE_AT_RECIPE_RATE, "calibration=temperature"],
             "propagation+agreement": [
                 *PROBE_AT_RECIPE_RATE, "teachers=[classifier,propagation]", "fusion=agreement",
             ],
@@ -136,7 +136,7 @@ VARIANTS = {
             # round 0 without the contrastive stage (the linear-probe head alone): ahead on validation in the GPU
             # ablation once the similarity teacher joined (experiments/results/ablations_issue9)
             "stages=[probe]": ["stages=[probe]"],
-            "calibration=temperature": ["selftrain.calibration=temperature"],
+            "calibration=temperature": ["calibration=temperature"],
             "finetune_lr=null": ["stages.probe.finetune_lr=null"],
             "supervised_lr=2e-5": ["stages.probe.finetune_lr=null", "selftrain.supervised_lr=2e-5"],
         },
@@ -164,9 +164,9 @@ VARIANTS = {
         full_supervision_size=5000,
         grid=[{"lr": lr, "epochs": ep} for lr in (5e-5, 1e-4, 2e-4) for ep in (10, 30)],
         candidates={
-            "student_init=reset": ["selftrain.student_init=reset"],
-            "student_init=continue": ["selftrain.student_init=continue"],
-            "student_epochs=3": ["selftrain.student_init=reset", "selftrain.student_epochs=3"],
+            "student_init=reset": ["student_init=reset"],
+            "student_init=continue": ["student_init=continue"],
+            "student_epochs=3": ["student_init=reset", "selftrain.student_epochs=3"],
         },
     ),
 }
@@ -301,7 +301,7 @@ def choose_recipe(cell: dict[str, Any], variant: Variant, done: dict[str, Outcom
 
 
 def metrics(results: list[dict[str, Any]]) -> dict[str, list[float]]:
-    """Test metrics of the reported round of each run (selftrain.select_round), from its results.json."""
+    """Test metrics of the reported round of each run (the schedule), from its results.json."""
     return {key: [r["best"][key] for r in results] for key in ("test/acc", "test/f1_macro")}
 
 

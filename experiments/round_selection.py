@@ -29,14 +29,14 @@ def _argbest(rounds: Rounds, key: Callable[[dict[str, Any]], tuple]) -> dict[str
 
 
 RULES: dict[str, Callable[[Rounds], dict[str, Any] | None]] = {
-    # max val/acc, ties to the earliest round: the loop's rule with selftrain.select_round=monitor, monitor=val/acc
+    # max val/acc, ties to the earliest round: the loop's rule with schedule=monitor, monitor=val/acc
     "val/acc (ties: earliest)": lambda rs: _argbest(rs, lambda r: (r["val/acc"], -r["round"])),
     "val/acc (ties: latest)": lambda rs: _argbest(rs, lambda r: (r["val/acc"], r["round"])),
     "val/acc, ties by val/nll": lambda rs: (
         _argbest(rs, lambda r: (r["val/acc"], -r["val/nll"])) if all("val/nll" in r for r in rs) else None
     ),
     "val/nll": lambda rs: _argbest(rs, lambda r: -r["val/nll"]) if all("val/nll" in r for r in rs) else None,
-    "last round": lambda rs: rs[-1],  # selftrain.select_round=last (the default)
+    "last round": lambda rs: rs[-1],  # schedule=last (the default)
     "round 0": lambda rs: rs[0],
 }
 

@@ -70,8 +70,8 @@ def tiny_overrides(task: dict[str, Path], out_dir: Path) -> list[str]:
         # the classifier alone teaches, as it predicts (tests/test_similarity.py runs the default teachers and fusion)
         "teachers=[classifier]",
         "fusion=mean",
-        "selftrain.calibration=none",
-        "selftrain.teacher_selection=all",  # a test that lists teachers fuses them all
+        "calibration=none",
+        "teacher_selection=all",  # a test that lists teachers fuses them all
         "filters=[class_balanced]",
         "filters.class_balanced.k=40",
         "selftrain.max_rounds=2",
@@ -79,7 +79,7 @@ def tiny_overrides(task: dict[str, Path], out_dir: Path) -> list[str]:
         "selftrain.patience=5",
         "selftrain.supervised_epochs=8",
         "selftrain.student_epochs=2",
-        "selftrain.keep_models=all",
+        "schedule.keep_all_models=true",
         "data.batch_size=8",
         "hardware.precision=32-true",  # the same numbers on every machine (auto follows the CPU's bf16 units)
         "logger=csv",

@@ -19,7 +19,7 @@ def test_joblib_multirun_then_alpaca_report(synthetic_task, tmp_path) -> None:
     sweep = tmp_path / "sweep"
     overrides = without_output_dir(tiny_overrides(synthetic_task, tmp_path)) + [
         "launcher=joblib", "hydra.launcher.n_jobs=2", "selftrain.max_rounds=1", f"hydra.sweep.dir={sweep}",
-        "seed=0,1", "selftrain.student_init=continue,reset", "--multirun",
+        "seed=0,1", "student_init=continue,reset", "--multirun",
     ]
     done = cli(overrides, tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
@@ -30,10 +30,10 @@ def test_joblib_multirun_then_alpaca_report(synthetic_task, tmp_path) -> None:
     by_init: dict[str, list[float]] = {}
     for path in runs:
         config = aggregate.find_runs([path.parent])[0].config
-        by_init.setdefault(config["selftrain.student_init"], []).append(
+        by_init.setdefault(config["student_init._target_"], []).append(
             json.loads(path.read_text())["best"]["test/acc"])
     summary = aggregate.report([sweep], tmp_path / "report")
-    assert summary["keys"] == ["selftrain.student_init"] and not summary["problems"]
+    assert summary["keys"] == ["student_init._target_"] and not summary["problems"]
     for row in summary["rows"]:
         values = by_init[row["group"][0]]
         mean, std = row["best:test/acc"]

@@ -30,6 +30,8 @@ from alpaca_lightning.models.classifier import SequenceClassifier
 from alpaca_lightning.models.prompt import IS_NEXT
 from alpaca_lightning.selftrain import filters, fusion, propagation, similarity, teachers
 from alpaca_lightning.selftrain.filters import SelectionContext, apply_filters
+from alpaca_lightning.selftrain.fusion import Fused, MeanFusion, TeacherOutput
+from alpaca_lightning.selftrain.plan import TrainingPlan
 from tests.conftest import CONF_DIR, LIST_GROUPS, compose_config, probs_for, synthetic_rows, write_csv
 
 # hydra: Hydra's own settings; experiment: overrides of other groups (tests/test_config.py); launcher: selects
@@ -68,8 +70,8 @@ def context(tokenizer, encoder_path: str, prompt: dict | None) -> RunContext:
     pool = TextSplit(["a great film", "a dull film"], np.array([-1, -1]))
     splits = TaskSplits(["neg", "pos"], TextSplit(["it was good", "it was bad"], np.array([1, 0])), pool,
                         TextSplit(["a great film"], np.array([1])), None, {})
-    return RunContext(splits=splits, datamodule=None, make_datamodule=None, make_classifier=None, trainers=None,
-                      tokenizer=tokenizer, encoder_path=encoder_path, run_dir=None, seed=0, supervised_epochs=1,
+    return RunContext(kind=None, splits=splits, datamodule=None, make_datamodule=None, make_classifier=None,
+                      trainers=None, tokenizer=tokenizer, backbone_path=encoder_path, run_dir=None, seed=0,
                       global_batch_size=8, prompt=prompt)
 
 
@@ -201,7 +203,7 @@ def check_cloze(cfg: DictConfig, backbone: str) -> None:
     teacher.check(ctx)
     assert teacher.prompted_splits(ctx).pool.texts == [("a great film", "it was [MASK]."),
                                                        ("a dull film", "it was [MASK].")]
-    module = teacher.build_module(ctx)  # the nested module _target_, from the encoder
+    module = teacher.build_module(ctx, TrainingPlan(backbone, None, None, 1, 1))  # the nested module, from the encoder
     assert type(module).__name__ == "ClozeClassifier"
     assert module(batch_of(tokenizer, [("a great film", "it was [MASK].")])).shape == (1, 2)
 
@@ -217,7 +219,7 @@ def check_nsp(cfg: DictConfig, backbone: str) -> None:
     pair_probs = np.zeros((2, 2))
     pair_probs[:, IS_NEXT], pair_probs[:, 1 - IS_NEXT] = [0.2, 0.6], [0.8, 0.4]
     np.testing.assert_allclose(teacher.class_scores(pair_probs, 1), [[0.25, 0.75]])
-    assert type(teacher.build_module(ctx)).__name__ == "NextSentenceScorer"
+    assert type(teacher.build_module(ctx, TrainingPlan(backbone, None, None, 1, 1))).__name__ == "NextSentenceScorer"
 
 
 def check_propagation(cfg: DictConfig, _) -> None:
@@ -433,6 +435,91 @@ CHECKS: dict[tuple[str, str], Callable[[DictConfig, object], None]] = {
     ("logger", "mlflow"): check_mlflow,
     **{("task", name): check_task for name in ("agnews", "files", "mr", "rotten_tomatoes", "sst2", "trec6")},
 }
+# --- the round loop's plug-ins: schedule, calibration, teacher selection, student initialisation ---------------------
+
+
+def _records(scores: list[float]):
+    from alpaca_lightning.selftrain.records import RoundRecord
+
+    return [RoundRecord(k, k - 1 if k else None, 10, {"val/acc": v}) for k, v in enumerate(scores)]
+
+
+def check_schedule(cfg: DictConfig, _, teaches: int, reports: int, stops: bool) -> None:
+    schedule = instantiate(cfg.schedule)
+    records = _records([0.5, 0.8, 0.6])  # round 1 is the best, round 2 the last
+    assert schedule.teacher_round(records, records[1]) == teaches
+    assert schedule.reported(records, records[1]).round == reports
+    assert bool(schedule.stop_reason(records[2], False, "val/acc")) is stops
+    assert schedule.stop_reason(records[1], True, "val/acc") == ""
+    assert schedule.kept_models(records, records[1], last_needed=True) == {reports, 2}
+
+
+def _teacher(name: str, right: float, sure: float, seed: int):
+    """A teacher right ``right`` of the time and always ``sure`` of itself, on a pool and a validation split."""
+    rng = np.random.default_rng(seed)
+    gold = rng.integers(0, 2, 200)
+    predicted = np.where(rng.random(200) < right, gold, 1 - gold)
+    probs = np.full((200, 2), 1 - sure)
+    probs[np.arange(200), predicted] = sure
+    return {"pool": TeacherOutput(name, probs[:100]), "validation": TeacherOutput(name, probs[100:])}, gold[100:]
+
+
+def check_calibration(cfg: DictConfig, _, per_teacher: bool, fused: bool) -> None:
+    calibration = instantiate(cfg.calibration)
+    sure, val_gold = _teacher("sure", 0.6, 0.99, seed=0)
+    humble, _ = _teacher("humble", 0.6, 0.6, seed=0)
+    diagnostics: dict = {}
+    scaled = calibration.teachers([sure, humble], val_gold, diagnostics)
+    assert bool(scaled[0]["pool"].probs.max(1).mean() < 0.9) is per_teacher  # the over-confident teacher is softened
+    assert calibration.teachers([sure], val_gold, {})[0] is sure  # a lone teacher is left as it predicts
+    pool, val = Fused(sure["pool"].probs, np.ones(100, bool)), Fused(sure["validation"].probs, np.ones(100, bool))
+    new_pool, new_val = calibration.fused(pool, val, val_gold, diagnostics)
+    assert bool(new_pool.probs.max(1).mean() < 0.9) is fused
+    assert (new_pool.probs.argmax(1) == pool.probs.argmax(1)).all()  # no label changes
+    assert ("calibration/temperature" in diagnostics) is fused
+    assert ("calibration/temperature_sure" in diagnostics) is per_teacher
+
+
+def check_teacher_selection(cfg: DictConfig, _, drops_noise: bool) -> None:
+    selection = instantiate(cfg.teacher_selection)
+    good, val_gold = _teacher("good", 0.9, 0.8, seed=1)
+    noise = {split: TeacherOutput("noise", np.random.default_rng(2).dirichlet([0.3, 0.3], len(o.probs)))
+             for split, o in good.items()}
+    diagnostics: dict = {}
+    kept = selection.select(1, MeanFusion(), [good["validation"], noise["validation"]], val_gold, diagnostics)
+    assert kept == ([0] if drops_noise else [0, 1])
+    assert selection.select(1, MeanFusion(), [good["validation"]], val_gold, {}) == [0]
+
+
+def check_student_init(cfg: DictConfig, out: Path, starts_from: str) -> None:
+    init = instantiate(cfg.student_init)
+    plan = TrainingPlan(str(out / "encoder"), None, None, 1, 1)
+    teacher = out / "rounds" / "round_1" / "model"
+    if starts_from == "stages":
+        with pytest.raises(AlpacaError, match="stages=\\[\\] is empty"):
+            init.check([])
+        assert init.pseudo_per_class == cfg.student_init.pseudo_per_class
+        return
+    init.check([])
+    expected = {"teacher": str(teacher), "encoder": plan.encoder_path}[starts_from]
+    assert init.start(2, teacher, None, None, plan, []) == expected
+
+
+CHECKS.update({
+    ("schedule", "last"): functools.partial(check_schedule, teaches=2, reports=2, stops=False),
+    ("schedule", "monitor"): functools.partial(check_schedule, teaches=2, reports=1, stops=False),
+    ("schedule", "best_teacher"): functools.partial(check_schedule, teaches=1, reports=1, stops=True),
+    ("calibration", "none"): functools.partial(check_calibration, per_teacher=False, fused=False),
+    ("calibration", "temperature"): functools.partial(check_calibration, per_teacher=False, fused=True),
+    ("calibration", "teachers"): functools.partial(check_calibration, per_teacher=True, fused=False),
+    ("teacher_selection", "all"): functools.partial(check_teacher_selection, drops_noise=False),
+    ("teacher_selection", "validation"): functools.partial(check_teacher_selection, drops_noise=True),
+    ("student_init", "continue"): functools.partial(check_student_init, starts_from="teacher"),
+    ("student_init", "reset"): functools.partial(check_student_init, starts_from="encoder"),
+    ("student_init", "stages"): functools.partial(check_student_init, starts_from="stages"),
+})
+
+
 # what each check's second argument is: the small encoder, or the run's output folder
 NEEDS_BACKBONE = {"teachers", "stages", "data"}
 
@@ -440,7 +527,8 @@ NEEDS_BACKBONE = {"teachers", "stages", "data"}
 def test_the_option_list_covers_the_groups() -> None:
     # guards the parametrization below against an empty or shrunken discovery
     groups = {group for group, _ in OPTIONS}
-    assert groups == {"data", "filters", "fusion", "logger", "losses", "model", "stages", "task", "teachers"}
+    assert groups == {"data", "filters", "fusion", "logger", "losses", "model", "stages", "task", "teachers",
+                      "schedule", "calibration", "teacher_selection", "student_init"}
     assert ("logger", "none") not in OPTIONS  # no _target_: nothing to instantiate
 
 

@@ -62,7 +62,7 @@ def test_propagation_teacher_and_calibration_in_a_run(synthetic_task, tmp_path) 
     from tests.conftest import compose_config, tiny_overrides
 
     overrides = tiny_overrides(synthetic_task, tmp_path) + [
-        "teachers=[classifier,propagation]", "fusion=agreement", "selftrain.calibration=temperature",
+        "teachers=[classifier,propagation]", "fusion=agreement", "calibration=temperature",
         "selftrain.max_rounds=1",
     ]
     run(compose_config(overrides))

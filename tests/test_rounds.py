@@ -11,13 +11,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from alpaca_lightning import pipeline
 from alpaca_lightning.assets import REPO_ROOT
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.losses import Consistency, Supervised, token_cutoff
-from alpaca_lightning.selftrain.rounds import RoundSettings
+from alpaca_lightning.selftrain.settings import RoundSettings
 from tests.conftest import compose_config, tiny_overrides
 
 PROMPT = (
@@ -109,11 +110,11 @@ def test_labelled_share_reaches_the_students_training_set(synthetic_task, tmp_pa
 
 
 def test_teacher_best_stops_when_a_round_does_not_improve(synthetic_task, tmp_path) -> None:
-    overrides = ["selftrain.teacher=best", "selftrain.select_round=monitor",
+    overrides = ["schedule=best_teacher",
                  "selftrain.min_improvement=2.0"]  # accuracy can never gain 2.0
     results = pipeline.run(compose_config(tiny_overrides(synthetic_task, tmp_path) + overrides))
     assert results["rounds_run"] == 2 and results["best_round"] == 0
-    assert "teacher=best" in results["stop_reason"]
+    assert "schedule=best_teacher" in results["stop_reason"]
 
 
 class _Linear(torch.nn.Module):
@@ -221,7 +222,7 @@ def test_a_min_precision_outside_0_1_is_refused(value) -> None:
         RoundSettings(**{**yaml, "min_precision": value})
 
 
-# --- the schedule: patience, min_improvement, keep_models, student_init (scripted scores, no training) -------------
+# --- the schedule: patience, min_improvement, kept models, student_init (scripted scores, no training) ------------
 
 
 def _settings(**changes) -> RoundSettings:
@@ -229,29 +230,44 @@ def _settings(**changes) -> RoundSettings:
     return RoundSettings(**{**yaml, **changes})
 
 
-def _scripted_loop(tmp_path, scores: list[float], **settings):
+def _plugin(group: str, option: str, **params):
+    """One option of a round-loop config group, built from its shipped YAML."""
+    return instantiate({**OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / group / f"{option}.yaml")),
+                        **params})
+
+
+def _scripted_loop(tmp_path, scores: list[float], schedule: str = "monitor", keep_all_models: bool = False,
+                   student_init: str = "continue", **settings):
     """A SelfTrainingLoop whose rounds are replaced by records with the given validation scores. Each fake round
     writes a model folder, as a real one does, and notes whether its teacher's model was still on disk."""
     from alpaca_lightning.context import HiddenPoolLabels, RunContext
     from alpaca_lightning.selftrain.fusion import MeanFusion
+    from alpaca_lightning.selftrain.plan import TrainingPlan
     from alpaca_lightning.selftrain.records import RoundRecord
-    from alpaca_lightning.selftrain.rounds import SelfTrainingLoop
+    from alpaca_lightning.selftrain.rounds import RoundPlugins, SelfTrainingLoop
 
-    ctx = RunContext(splits=None, datamodule=None, make_datamodule=None, make_classifier=None, trainers=None,
-                     tokenizer=None, encoder_path=str(tmp_path / "encoder"), run_dir=tmp_path, seed=0,
-                     supervised_epochs=1, global_batch_size=8)
-    settings.setdefault("select_round", "monitor")  # most schedule tests read the monitor's choice; `last` is below
-    loop = SelfTrainingLoop(ctx, [], MeanFusion(), [], _settings(**settings), HiddenPoolLabels(np.array([])))
+    ctx = RunContext(kind=None, splits=None, datamodule=None, make_datamodule=None, make_classifier=None,
+                     trainers=None, tokenizer=None, backbone_path=str(tmp_path / "backbone"), run_dir=tmp_path,
+                     seed=0, global_batch_size=8)
+    plan = TrainingPlan(str(tmp_path / "encoder"), None, None, 1, 1)
+    plugins = RoundPlugins(
+        teachers=[], fusion=MeanFusion(), filters=[],
+        schedule=_plugin("schedule", schedule, keep_all_models=keep_all_models),
+        calibration=_plugin("calibration", "none"), teacher_selection=_plugin("teacher_selection", "all"),
+        student_init=_plugin("student_init", student_init),
+    )
+    loop = SelfTrainingLoop(ctx, plan, plugins, _settings(**settings), HiddenPoolLabels(np.array([])))
     loop.teacher_model_present = {}
 
     def fake_round(k: int, teacher_round: int | None) -> RoundRecord:
         if teacher_round is not None:
             loop.teacher_model_present[k] = (loop.round_dir(teacher_round) / "model").is_dir()
         (loop.round_dir(k) / "model").mkdir(parents=True)
-        monitor = loop.settings.monitor
-        return RoundRecord(k, teacher_round, 10, {monitor: scores[k]})
+        return RoundRecord(k, teacher_round, 10, {loop.settings.monitor: scores[k]})
 
-    loop._load_or_run = fake_round
+    loop._reuse = lambda k: None
+    loop._round_zero = lambda: fake_round(0, None)
+    loop._round = fake_round
     return loop
 
 
@@ -283,41 +299,44 @@ def test_min_improvement_is_the_gain_a_round_must_exceed(tmp_path) -> None:
                                min_improvement=0.05)) == ([0, 1, 2], 1)
 
 
-def test_keep_models_best_keeps_the_best_and_the_next_teachers_model(tmp_path) -> None:
+def test_kept_models_are_the_reported_one_and_the_next_teachers(tmp_path) -> None:
     scores = [0.5, 0.7, 0.6, 0.65]  # round 1 is the best
-    loop = _scripted_loop(tmp_path / "best", scores, max_rounds=3, keep_models="best")
+    loop = _scripted_loop(tmp_path / "best", scores, max_rounds=3)
     _run(loop)
-    assert loop.teacher_model_present == {1: True, 2: True, 3: True}  # teacher=last: round k-1 taught round k
+    assert loop.teacher_model_present == {1: True, 2: True, 3: True}  # the chain: round k-1 taught round k
     assert sorted(p.parent.name for p in (tmp_path / "best" / "rounds").glob("round_*/model")) == ["round_1"]
-    loop = _scripted_loop(tmp_path / "all", scores, max_rounds=3, keep_models="all")
+    loop = _scripted_loop(tmp_path / "all", scores, max_rounds=3, keep_all_models=True)
     _run(loop)
     assert len(list((tmp_path / "all" / "rounds").glob("round_*/model"))) == 4
 
 
-def test_select_round_last_reports_the_last_round_and_keeps_only_its_model(tmp_path) -> None:
+def test_schedule_last_reports_the_last_round_and_keeps_only_its_model(tmp_path) -> None:
     scores = [0.5, 0.7, 0.6, 0.65]  # validation would pick round 1
-    loop = _scripted_loop(tmp_path / "last", scores, max_rounds=3, select_round="last")
+    loop = _scripted_loop(tmp_path / "last", scores, schedule="last", max_rounds=3)
     assert _run(loop) == ([0, 1, 2, 3], 3)
     assert sorted(p.parent.name for p in (tmp_path / "last" / "rounds").glob("round_*/model")) == ["round_3"]
     # patience still reads validation: rounds 2 and 3 do not beat round 1, so the run ends at 3 and reports it
-    loop = _scripted_loop(tmp_path / "patience", [0.5, 0.7, 0.6, 0.65, 0.9], max_rounds=4, patience=2,
-                          select_round="last")
+    loop = _scripted_loop(tmp_path / "patience", [0.5, 0.7, 0.6, 0.65, 0.9], schedule="last", max_rounds=4,
+                          patience=2)
     assert _run(loop) == ([0, 1, 2, 3], 3)
     assert "selftrain.patience" in loop.stop_reason
 
 
-def test_select_round_must_be_a_known_rule_that_fits_the_teacher() -> None:
-    with pytest.raises(AlpacaError, match="selftrain.select_round must be one of"):
-        _settings(select_round="best")
-    with pytest.raises(AlpacaError, match="select_round=monitor with it"):
-        _settings(teacher="best", select_round="last")
+def test_schedule_best_teacher_teaches_from_the_best_round_and_stops_at_the_first_that_does_not_improve(
+    tmp_path,
+) -> None:
+    loop = _scripted_loop(tmp_path, [0.5, 0.7, 0.75, 0.6, 0.9], schedule="best_teacher", max_rounds=4)
+    assert _run(loop) == ([0, 1, 2, 3], 2)
+    assert [r for r in loop.teacher_model_present] == [1, 2, 3]
+    assert "schedule=best_teacher" in loop.stop_reason
 
 
 def test_student_init_reset_starts_each_student_from_the_round_0_encoder(tmp_path) -> None:
+    teacher = tmp_path / "rounds" / "round_1" / "model"
     reset = _scripted_loop(tmp_path, [0.5], student_init="reset")
-    assert reset._student_init(2, 1, selected=None) == str(tmp_path / "encoder")
+    assert reset.plugins.student_init.start(2, teacher, None, reset.ctx, reset.plan, []) == str(tmp_path / "encoder")
     carry_on = _scripted_loop(tmp_path, [0.5], student_init="continue")
-    assert carry_on._student_init(2, 1, selected=None) == str(tmp_path / "rounds" / "round_1" / "model")
+    assert carry_on.plugins.student_init.start(2, teacher, None, carry_on.ctx, carry_on.plan, []) == str(teacher)
 
 
 def _learning_rates(synthetic_task, tmp_path, monkeypatch, overrides: list[str]) -> tuple[list[float], float]:
@@ -391,7 +410,7 @@ def test_a_reset_student_is_built_from_the_round_0_encoder(synthetic_task, tmp_p
         return dataclasses.replace(ctx, make_classifier=lambda path, lr=None: built.append(str(path)) or make(path, lr))
 
     monkeypatch.setattr(pipeline, "build_context", spying_context)
-    cfg = compose_config(tiny_overrides(synthetic_task, tmp_path) + [*SHORT, "selftrain.student_init=reset"])
+    cfg = compose_config(tiny_overrides(synthetic_task, tmp_path) + [*SHORT, "student_init=reset"])
     pipeline.run(cfg)
     encoder = str(tmp_path / "backbone")  # stages=[]: the round-0 encoder is the backbone
     teacher = str(tmp_path / "rounds" / "round_0" / "model")

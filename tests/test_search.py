@@ -73,7 +73,7 @@ def test_a_killed_search_resumes_with_only_the_missing_trials(synthetic_task, tm
     assert sorted(p.name for p in search.iterdir() if p.name.isdigit()) == ["0", "1", "2"]
     for number, _, params in after:  # job folder N ran trial N, and Optuna got its best validation score
         overrides_used = (search / str(number) / ".hydra" / "overrides.yaml").read_text()
-        assert f"selftrain.student_init={student_init(params)}" in overrides_used
+        assert f"student_init={student_init(params)}" in overrides_used
     values = [json.loads((search / str(n) / "results.json").read_text())["best"]["val/acc"] for n in range(3)]
     assert trial_values(db) == pytest.approx(values)
 
@@ -85,7 +85,7 @@ def test_a_killed_search_resumes_with_only_the_missing_trials(synthetic_task, tm
 
 def student_init(params: dict[str, float]) -> str:
     """A categorical parameter is stored as the index of its choice."""
-    return ["continue", "reset"][int(params["selftrain.student_init"])]
+    return ["continue", "reset"][int(params["student_init"])]
 
 
 def trial_values(db: Path) -> list[float]:

@@ -39,8 +39,8 @@ def test_label_names_stand_in_for_missing_label_sentences(synthetic_task) -> Non
     splits = load_splits(compose_config(tiny_overrides(synthetic_task, "/tmp/unused")))
 
     def context(prompt):
-        return RunContext(splits=splits, datamodule=None, make_datamodule=None, make_classifier=None, trainers=None,
-                          tokenizer=None, encoder_path="", run_dir=None, seed=0, supervised_epochs=1,
+        return RunContext(kind=None, splits=splits, datamodule=None, make_datamodule=None, make_classifier=None,
+                          trainers=None, tokenizer=None, backbone_path="", run_dir=None, seed=0,
                           global_batch_size=8, prompt=prompt)
 
     teacher = LabelSimilarityTeacher()
@@ -54,8 +54,8 @@ def test_label_names_stand_in_for_missing_label_sentences(synthetic_task) -> Non
 def similarity_run(synthetic_task, tmp_path_factory):
     out = tmp_path_factory.mktemp("similarity_run")
     cfg = compose_config(tiny_overrides(synthetic_task, out) + [
-        LABEL_SENTENCES, "teachers=[classifier,similarity]", "fusion=product", "selftrain.calibration=teachers",
-        "selftrain.teacher_selection=all", "selftrain.max_rounds=1",
+        LABEL_SENTENCES, "teachers=[classifier,similarity]", "fusion=product", "calibration=teachers",
+        "teacher_selection=all", "selftrain.max_rounds=1",
     ])
     return cfg, out, run(cfg)
 
@@ -101,8 +101,8 @@ def test_teacher_selection_fuses_only_the_teachers_that_help_on_validation(synth
     """The default teacher_selection=validation: round 1 records which teachers it fused, and its pseudo-labels
     carry exactly those teachers' product (calibrated where there are two, as predicted where one is left)."""
     cfg = compose_config(tiny_overrides(synthetic_task, tmp_path) + [
-        LABEL_SENTENCES, "teachers=[classifier,similarity]", "fusion=product", "selftrain.calibration=teachers",
-        "selftrain.teacher_selection=validation", "selftrain.max_rounds=1",
+        LABEL_SENTENCES, "teachers=[classifier,similarity]", "fusion=product", "calibration=teachers",
+        "teacher_selection=validation", "selftrain.max_rounds=1",
     ])
     run(cfg)
     metrics = json.loads((tmp_path / "rounds" / "round_1" / "metrics.json").read_text())

@@ -65,7 +65,7 @@ def test_student_init_stages_reruns_the_stages_with_pseudo_labels(synthetic_task
     stage folders of a finished round are removed, and a resumed run reuses the finished rounds."""
     overrides = tiny_overrides(synthetic_task, tmp_path) + [
         "stages=[contrastive,probe]", "stages.contrastive.pair_iterations=2", "selftrain.max_rounds=1",
-        "selftrain.student_init=stages", "selftrain.stage_pseudo_per_class=5",
+        "student_init=stages", "student_init.pseudo_per_class=5",
     ]
     results = run(compose_config(overrides))
     log = (tmp_path / "rounds" / "round_1" / "metrics.json").read_text()
@@ -97,7 +97,7 @@ def test_student_init_stages_needs_stages(synthetic_task, tmp_path) -> None:
 
     from alpaca_lightning.errors import AlpacaError
 
-    overrides = tiny_overrides(synthetic_task, tmp_path) + ["selftrain.student_init=stages"]
+    overrides = tiny_overrides(synthetic_task, tmp_path) + ["student_init=stages"]
     with pytest.raises(AlpacaError, match="stages=\\[\\] is empty"):
         run(compose_config(overrides))
 

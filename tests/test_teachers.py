@@ -132,8 +132,8 @@ def test_soft_loss_with_one_hot_targets_equals_hard_loss(synthetic_task, tmp_pat
 
 def _context(splits, tokenizer, prompt) -> RunContext:
     return RunContext(
-        splits=splits, datamodule=None, make_datamodule=None, make_classifier=None, trainers=None,
-        tokenizer=tokenizer, encoder_path="", run_dir=None, seed=0, supervised_epochs=1, global_batch_size=8,
+        kind=None, splits=splits, datamodule=None, make_datamodule=None, make_classifier=None, trainers=None,
+        tokenizer=tokenizer, backbone_path="", run_dir=None, seed=0, global_batch_size=8,
         prompt=prompt,
     )
 

@@ -12,6 +12,7 @@ from alpaca_lightning.context import RunContext
 from alpaca_lightning.models.losses import Loss
 from alpaca_lightning.once import produce_once
 from alpaca_lightning.selftrain.filters import PseudoLabelFilter, SelectionContext
+from alpaca_lightning.selftrain.plan import TrainingPlan
 from alpaca_lightning.selftrain.prediction import Predictions
 from alpaca_lightning.selftrain.teachers import TEACHER_SPLITS, Teacher
 from alpaca_lightning.stages import Stage
@@ -33,7 +34,7 @@ class ConstantTeacher(Teacher):
         self.label = label
         self.confidence = confidence
 
-    def predict(self, ctx: RunContext, teacher_model: Path) -> dict[str, Predictions]:
+    def predict(self, ctx: RunContext, plan: TrainingPlan, teacher_model: Path) -> dict[str, Predictions]:
         out = {}
         for split in TEACHER_SPLITS:
             classes = len(ctx.label_names)

@@ -4,12 +4,13 @@ It tokenizes every split once and serves training data as named streams (``STREA
 the current pseudo-labelled examples, ``pool`` the unlabelled texts (for consistency losses). A training batch is
 a dict of the streams that the module being trained asks for (``module.streams``); the ``train`` stream sets the
 epoch and every other stream gives one batch per ``train`` batch. Any split is served for prediction with each
-batch carrying dataset indices. ``start_round`` installs a new pseudo-label set at a round boundary. Training labels
+batch carrying dataset indices. ``for_round`` makes each fit its own DataModule with a round's pseudo-label set installed. Training labels
 come only from the labelled set and from the installed pseudo-labels (the pipeline hides the pool's gold labels).
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Any
 
@@ -200,6 +201,16 @@ class SelfTrainingDataModule(pl.LightningDataModule):
         )
         self.pseudo_targets = None if targets is None else np.asarray(targets, dtype=np.float32)
         self.labelled_repeats = labelled_repeats(len(self.splits.labelled), len(positions), labelled_share)
+
+    def for_round(self, round_index: int, **pseudo_labels: Any) -> SelfTrainingDataModule:
+        """A new DataModule for one fit: this one's encoded splits (shared, tokenized once) with a round's training
+        data installed (``start_round``'s arguments). This one is left as it is, so the data a fit trains on is a
+        value handed to that fit, never state that a teacher and the round loop both change."""
+        self.prepare()
+        fresh = copy.copy(self)
+        fresh.trainer = None
+        fresh.start_round(round_index, **pseudo_labels)
+        return fresh
 
     def training_set(self) -> ConcatExamples:
         self.prepare()

@@ -7,10 +7,13 @@ changes no argmax and rescales every confidence: ``softmax(log p / T)``. T > 1 s
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import numpy as np
 
-# temperature: the fused teacher, after fusion; teachers: each teacher on its own, before fusion
-CALIBRATIONS = ("none", "temperature", "teachers")
+from alpaca_lightning.selftrain.diagnostics import expected_calibration_error
+
 # log-spaced candidates: a grid search is exact enough for one parameter and cannot diverge on 16 examples
 TEMPERATURES = np.exp(np.linspace(np.log(0.25), np.log(50.0), 241))
 
@@ -46,3 +49,63 @@ def expected_precision(selected_probs: np.ndarray, val_probs: np.ndarray, val_go
     if len(selected_probs) == 0:
         return float("nan")
     return float(temper(selected_probs, fit_temperature(val_probs, val_gold)).max(axis=1).mean())
+
+
+def scale_to_validation(val_probs: np.ndarray, val_gold: np.ndarray, *others: np.ndarray) -> tuple[float, list]:
+    """The one calibration mechanism: fit a temperature on ``val_probs`` against ``val_gold``, then apply it to
+    ``val_probs`` and to each of ``others`` (the same teacher's other splits). Returns (temperature, tempered)."""
+    temperature = fit_temperature(val_probs, val_gold)
+    return temperature, [temper(p, temperature) for p in (val_probs, *others)]
+
+
+class Calibration:
+    """Where temperature scaling applies in a round: to each teacher before fusion, to the fused teacher after it,
+    or nowhere. One class + one YAML in conf/calibration/ per option; the round loop calls both hooks."""
+
+    def teachers(self, outputs: list[dict[str, Any]], val_gold: np.ndarray, diagnostics: dict[str, Any]) -> list:
+        """Each teacher's {split: TeacherOutput}, as fusion and teacher selection should read them."""
+        return outputs
+
+    def fused(self, pool: Any, val: Any, val_gold: np.ndarray, diagnostics: dict[str, Any]) -> tuple[Any, Any]:
+        """The fused teacher's (pool, validation) ``Fused`` predictions, as the filters should read them."""
+        return pool, val
+
+
+class NoCalibration(Calibration):
+    """Every teacher's confidences as it predicts them."""
+
+
+class FusedTemperature(Calibration):
+    """One temperature for the fused teacher, fitted on validation after fusion. The report keeps its validation
+    ECE before scaling (``teacher/val_ece_uncalibrated``) beside the one after (in-sample: the same set fits it)."""
+
+    def fused(self, pool: Any, val: Any, val_gold: np.ndarray, diagnostics: dict[str, Any]) -> tuple[Any, Any]:
+        temperature, (val_probs, pool_probs) = scale_to_validation(val.probs, val_gold, pool.probs)
+        diagnostics["calibration/temperature"] = temperature
+        diagnostics["teacher/val_ece_uncalibrated"] = none_if_nan(expected_calibration_error(val.probs, val_gold))
+        return replace(pool, probs=pool_probs), replace(val, probs=val_probs)
+
+
+class TeacherTemperatures(Calibration):
+    """Each teacher its own temperature before fusion, so that an over-confident teacher cannot outvote a better
+    one under ``fusion=product``. A lone teacher is left as it is (its scale would only move the filters'
+    threshold, which is what ``calibration=temperature`` does)."""
+
+    def teachers(self, outputs: list[dict[str, Any]], val_gold: np.ndarray, diagnostics: dict[str, Any]) -> list:
+        if len(outputs) < 2:
+            return outputs
+        return [self._scaled(output, val_gold, diagnostics) for output in outputs]
+
+    @staticmethod
+    def _scaled(output: dict[str, Any], val_gold: np.ndarray, diagnostics: dict[str, Any]) -> dict[str, Any]:
+        splits = [split for split in output if split != "validation"]
+        temperature, (val, *rest) = scale_to_validation(output["validation"].probs, val_gold,
+                                                        *(output[split].probs for split in splits))
+        diagnostics[f"calibration/temperature_{output['validation'].name}"] = temperature
+        scaled = {split: replace(output[split], probs=probs) for split, probs in zip(splits, rest)}
+        return {**scaled, "validation": replace(output["validation"], probs=val)}
+
+
+def none_if_nan(value: Any) -> Any:
+    """JSON has no NaN: an undefined metric (e.g. precision of a class that got no pseudo-label) is stored as null."""
+    return None if isinstance(value, float) and value != value else value

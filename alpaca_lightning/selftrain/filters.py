@@ -105,7 +105,7 @@ class ClassBalancedTopK(PseudoLabelFilter):
 
 class Curriculum(PseudoLabelFilter):
     """Curriculum pseudo-labelling: per class, the top ``start`` % in round 1, ``start + step`` % in round 2, ...
-    up to ``maximum`` %. Easy (confident) examples come first; pair it with ``selftrain.student_init=reset`` so
+    up to ``maximum`` %. Easy (confident) examples come first; pair it with ``student_init=reset`` so
     each round's student learns the grown set from scratch instead of inheriting the last round's mistakes.
     """
 

@@ -112,7 +112,7 @@ class GeometricMeanFusion(Fusion):
 class ProductFusion(Fusion):
     """Product of experts: the normalised product of the teachers' probabilities, i.e. Bayes' rule for teachers whose
     errors are independent. Each teacher's sharpness is its say, so calibrate them first
-    (``selftrain.calibration=teachers``): a calibrated teacher near chance is flat and barely moves the product."""
+    (``calibration=teachers``): a calibrated teacher near chance is flat and barely moves the product."""
 
     name = "product"
 

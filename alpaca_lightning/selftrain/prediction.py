@@ -113,15 +113,16 @@ def predict_split_once(
     split: str,
     make_trainer: Callable[..., pl.Trainer],
     out_dir: Path,
+    predict: Callable[..., Predictions] | None = None,
 ) -> Predictions:
-    """``predict_split`` for a model that no longer changes (a teacher): the merged probabilities are kept in
+    """``predict_split`` (or the task kind's ``predict``) for a model that no longer changes (a teacher): the merged probabilities are kept in
     ``out_dir/probs.npy``, so a teacher that teaches several rounds predicts the pool once. The module is only
     built when there is something to predict."""
     out_dir = Path(out_dir)
     shards = out_dir.with_name(f".{out_dir.name}.shards")
     produce_once(
         out_dir,
-        lambda: predict_split(make_module(), datamodule, split, make_trainer, shards),
+        lambda: (predict or predict_split)(make_module(), datamodule, split, make_trainer, shards),
         lambda predictions, tmp: np.save(tmp / "probs.npy", predictions.probs),
         f"predictions of {split}",
     )

@@ -19,6 +19,7 @@ import torch
 
 from alpaca_lightning.context import RunContext
 from alpaca_lightning.once import produce_once
+from alpaca_lightning.selftrain.plan import TrainingPlan
 from alpaca_lightning.selftrain.prediction import Predictions
 from alpaca_lightning.selftrain.prior import pool_prior
 from alpaca_lightning.selftrain.teachers import TEACHER_SPLITS, Teacher
@@ -82,7 +83,7 @@ class PropagationTeacher(Teacher):
                              f"(got k={k}, alpha={alpha}, iterations={iterations}).")
         self.k, self.alpha, self.iterations = k, alpha, iterations
 
-    def predict(self, ctx: RunContext, teacher_model: Path) -> dict[str, Predictions]:
+    def predict(self, ctx: RunContext, plan: TrainingPlan, teacher_model: Path) -> dict[str, Predictions]:
         folder = Path(teacher_model).parent / "teacher_predictions" / self.name  # once per teacher round
         produce_once(folder, lambda: self._spread(ctx, Path(teacher_model)),
                      lambda probs, tmp: np.savez(tmp / "probs.npz", **probs), f"teacher '{self.name}'")

@@ -80,7 +80,7 @@ def print_summary(records: list[dict[str, Any]], results: dict[str, Any], run_di
         table.add_column(ROUND_COLUMNS[column], justify="right", no_wrap=True, min_width=len(ROUND_COLUMNS[column]))
     for record in records:
         cells = [_fmt(c, record.get(c)) for c in columns]
-        cells[0] += "*" if record.get("best") else " "  # the reported round (selftrain.select_round)
+        cells[0] += "*" if record.get("best") else " "  # the reported round (the schedule)
         table.add_row(*cells)
     console.print(table)
     if "test/acc" in results["supervised_only"]:

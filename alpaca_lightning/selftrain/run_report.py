@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from alpaca_lightning.artifacts import atomic_write_text
+from alpaca_lightning.selftrain.events import ROUND_FIGURES, RoundObserver, RoundOutputs
 from alpaca_lightning.selftrain.diagnostics import confusion_matrix, expected_calibration_error, reliability_bins
 from alpaca_lightning.selftrain.plots import plot_class_counts, plot_confusion, plot_reliability, plot_rounds
 
@@ -36,12 +37,6 @@ TABLE_COLUMNS = {
 }
 PERCENT_KEYS = {"pseudo/acc", "pseudo/expected_precision", "teacher/val_ece", "teacher/val_ece_uncalibrated", "val/acc",
                 "test/acc", "test/f1_macro"}
-# figure file of a round folder -> its caption in the report
-ROUND_FIGURES = {
-    "confusion.png": "pseudo-labels vs gold",
-    "reliability.png": "teacher calibration",
-    "class_counts.png": "pseudo-labels per class",
-}
 
 
 def _round_dir(run_dir: Path, k: int) -> Path:
@@ -82,6 +77,18 @@ def write_round_plots(
     return written
 
 
+class RoundPlots(RoundObserver):
+    """Each pseudo-label round's figures (confusion, reliability, class counts) in its round folder."""
+
+    def write_round(self, folder: Path, outputs: RoundOutputs) -> None:
+        labelling = outputs.labelling
+        if labelling is None:
+            return
+        prior = dict(zip(outputs.label_names, labelling.class_prior.tolist()))
+        write_round_plots(folder, outputs.label_names, labelling.selected.labels, labelling.selected.gold,
+                          labelling.teacher_val, outputs.val_gold, prior, outputs.record.round)
+
+
 def write_run_plot(run_dir: Path, records: list[dict[str, Any]]) -> Path:
     """Write ``run_dir/rounds.png``: accuracies and pseudo-label counts over rounds."""
     return plot_rounds(records, Path(run_dir) / "rounds.png")
@@ -103,10 +110,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def chosen_by(results: dict[str, Any]) -> str:
-    """How the reported round was chosen, in words (results.json of runs before select_round existed: the monitor)."""
+    """How the reported round was chosen, in words (``select_round`` of results.json: the schedule's rule)."""
     if results.get("select_round") == "last":
-        return "the last round that ran, selftrain.select_round=last"
-    return f"the best {results.get('monitor', 'validation score')}, selftrain.select_round=monitor"
+        return "the last round that ran, schedule=last"
+    return f"the best {results.get('monitor', 'validation score')}, on validation"
 
 
 def _title(results: dict[str, Any]) -> list[str]:
@@ -126,7 +133,7 @@ def _title(results: dict[str, Any]) -> list[str]:
 
 
 def _round_table(records: list[dict[str, Any]]) -> list[str]:
-    # a column that no round has (e.g. the ECE before calibration, without selftrain.calibration) is left out
+    # a column that no round has (e.g. the ECE before calibration, without calibration) is left out
     columns = [key for key in TABLE_COLUMNS if key in ("round", "train_size") or any(key in r for r in records)]
     rows = []
     for record in records:

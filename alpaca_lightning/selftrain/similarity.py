@@ -1,13 +1,13 @@
 """The similarity teacher: zero-shot labels from the task's label sentences, read by a sentence encoder.
 
-    teachers=[classifier,similarity] fusion=product selftrain.calibration=teachers   (the defaults)
+    teachers=[classifier,similarity] fusion=product calibration=teachers   (the defaults)
 
 Each text gets the class whose label sentence (``task.prompt.label_sentences``, e.g. "It was great.", else the
 label name) its embedding is closest to, by cosine similarity of the encoder's pooled embeddings. It learns nothing
 from the labelled set, so its errors are not the classifier's: on sentiment, where 8 labels per class leave
 MiniLM's classifier near chance, the label sentences alone classify about three in four pool texts right (README,
 "Teachers that read the labels' meaning"). It is a teacher like the others, fused with the classifier, and with
-``selftrain.teacher_selection=validation`` only in rounds where it lowers the fused validation NLL.
+``teacher_selection=validation`` only in rounds where it lowers the fused validation NLL.
 
 Cosine similarities are close together (a few hundredths apart), so their softmax is sharpened by one temperature
 fitted on validation (``calibration.fit_temperature``, as for the fused teacher): its confidences then mean about
@@ -25,6 +25,7 @@ from alpaca_lightning.context import RunContext
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.once import produce_once
 from alpaca_lightning.selftrain.calibration import fit_temperature, temper
+from alpaca_lightning.selftrain.plan import TrainingPlan
 from alpaca_lightning.selftrain.prediction import Predictions
 from alpaca_lightning.selftrain.propagation import encoder_embeddings
 from alpaca_lightning.selftrain.teachers import TEACHER_SPLITS, Teacher, label_sentences
@@ -69,17 +70,17 @@ class LabelSimilarityTeacher(Teacher):
             return label_sentences(ctx, self.name)
         return list(ctx.label_names)
 
-    def predict(self, ctx: RunContext, teacher_model: Path) -> dict[str, Predictions]:
+    def predict(self, ctx: RunContext, plan: TrainingPlan, teacher_model: Path) -> dict[str, Predictions]:
         folder = ctx.run_dir / "teachers" / self.name
-        produce_once(folder, lambda: self._score(ctx), lambda probs, tmp: np.savez(tmp / "probs.npz", **probs),
+        produce_once(folder, lambda: self._score(ctx, plan), lambda probs, tmp: np.savez(tmp / "probs.npz", **probs),
                      f"teacher '{self.name}'")
         with np.load(folder / "probs.npz") as saved:
             return {split: Predictions(saved[split]) for split in TEACHER_SPLITS}
 
-    def _score(self, ctx: RunContext) -> dict[str, np.ndarray]:
+    def _score(self, ctx: RunContext, plan: TrainingPlan) -> dict[str, np.ndarray]:
         sentences = self.sentences(ctx)
         info(f"teacher '{self.name}': label sentences {sentences}")
-        encoder = ctx.encoder_path if self.encoder == "round0" else (ctx.backbone_path or ctx.encoder_path)
+        encoder = plan.encoder_path if self.encoder == "round0" else ctx.backbone_path
         sentence_ids = ctx.tokenizer(sentences, truncation=True)["input_ids"]
         ids = {split: ctx.datamodule.token_ids(split) for split in TEACHER_SPLITS}
         rows = [row for split in TEACHER_SPLITS for row in ids[split]] + list(sentence_ids)

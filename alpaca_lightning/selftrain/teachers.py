@@ -1,6 +1,6 @@
 """Teachers: whatever predicts class probabilities for the pool (and validation) at the start of a round.
 
-classifier  the teacher round's model (selftrain.teacher: the last round, or the best so far), optionally
+classifier  the teacher round's model (the schedule: the last round, or the best so far), optionally
             averaged with extra supervised models of other seeds
 cloze       an MLM prompt: pattern with a mask slot + one verbalizer word per label (PET / LM-BFF)
 nsp         a next-sentence prompt: one label sentence per label, scored by the NSP head (NSP-BERT)
@@ -10,7 +10,7 @@ similarity  zero-shot: the closest label sentence in the round-0 encoder's embed
 Every teacher predicts through the one prediction path (``predict_split``). The prompt teachers and the extra
 classifier seeds learn from the labelled set only, so each is trained once per run (``alpaca_lightning.once``:
 seeded at build, saved under ``<run>/teachers/<name>/``, reused by every round and on resume). Several active
-teachers are combined by ``selftrain/fusion.py``. A teacher is one class with ``predict(ctx, teacher_model)`` plus
+teachers are combined by ``selftrain/fusion.py``. A teacher is one class with ``predict(ctx, plan, teacher_model)`` plus
 one YAML file in conf/teachers/.
 """
 
@@ -30,6 +30,7 @@ from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.models.base import ClassifierModule
 from alpaca_lightning.models.prompt import IS_NEXT
 from alpaca_lightning.once import produce_once, seeded_build, train_once
+from alpaca_lightning.selftrain.plan import TrainingPlan
 from alpaca_lightning.selftrain.prediction import Predictions, predict_split, predict_split_once
 
 TEACHER_SPLITS = ("pool", "validation")
@@ -38,8 +39,9 @@ TEACHER_SPLITS = ("pool", "validation")
 class Teacher:
     name = "teacher"
 
-    def predict(self, ctx: RunContext, teacher_model: Path) -> dict[str, Predictions]:
-        """Class probabilities for each of TEACHER_SPLITS; ``teacher_model`` is the teacher round's model folder."""
+    def predict(self, ctx: RunContext, plan: TrainingPlan, teacher_model: Path) -> dict[str, Predictions]:
+        """Class probabilities for each of TEACHER_SPLITS; ``teacher_model`` is the teacher round's model folder,
+        ``plan`` the run's encoder, learning rates and epochs (read-only)."""
         raise NotImplementedError
 
     def check(self, ctx: RunContext) -> None:
@@ -55,28 +57,28 @@ class ClassifierTeacher(Teacher):
     def __init__(self, extra_seeds: int = 0) -> None:
         self.extra_seeds = extra_seeds
 
-    def predict(self, ctx: RunContext, teacher_model: Path) -> dict[str, Predictions]:
-        members = [teacher_model] + [self._extra_member(ctx, j) for j in range(1, self.extra_seeds + 1)]
+    def predict(self, ctx: RunContext, plan: TrainingPlan, teacher_model: Path) -> dict[str, Predictions]:
+        members = [teacher_model] + [self._extra_member(ctx, plan, j) for j in range(1, self.extra_seeds + 1)]
         out: dict[str, Predictions] = {}
         for split in TEACHER_SPLITS:
             # Each member's predictions sit beside its model (<round>/teacher_predictions/<split>), made once.
             probs = [
                 predict_split_once(lambda m=model: ctx.make_classifier(str(m)), ctx.datamodule, split,
-                                   ctx.trainers.predict, model.parent / "teacher_predictions" / split).probs
+                                   ctx.trainers.predict, model.parent / "teacher_predictions" / split,
+                                   predict=ctx.kind.predict).probs
                 for model in members
             ]
             out[split] = Predictions(np.mean(probs, axis=0))
         return out
 
-    def _extra_member(self, ctx: RunContext, j: int) -> Path:
+    def _extra_member(self, ctx: RunContext, plan: TrainingPlan, j: int) -> Path:
         seed = ctx.seed + 1000 * j
-        # labelled only, in the member's own batch order; the round loop installs its pseudo-labels afterwards
-        ctx.datamodule.start_round(0, order_seed=seed)
+        labelled = ctx.datamodule.for_round(0, order_seed=seed)  # labelled only, in the member's own batch order
         stage = f"teacher_classifier_seed{j}"
         return train_once(
             ctx.run_dir / "teachers" / f"classifier_seed{j}" / "model", seed,
-            build=lambda: ctx.make_classifier(ctx.encoder_path, ctx.supervised_lr),
-            fit=lambda module: fit_on_labelled(module, ctx, ctx.datamodule, stage, ctx.supervised_epochs),
+            build=lambda: ctx.make_classifier(plan.encoder_path, plan.supervised_lr),
+            fit=lambda module: fit_on_labelled(module, ctx, labelled, stage, plan.supervised_epochs),
             save=lambda module, tmp: module.save_pretrained(tmp), what=stage,
         )
 
@@ -103,7 +105,7 @@ class PromptTeacher(Teacher):
     def prompted_splits(self, ctx: RunContext) -> TaskSplits:
         raise NotImplementedError
 
-    def build_module(self, ctx: RunContext) -> ClassifierModule:
+    def build_module(self, ctx: RunContext, plan: TrainingPlan) -> ClassifierModule:
         raise NotImplementedError
 
     def class_scores(self, probs: np.ndarray, num_examples: int) -> np.ndarray:
@@ -123,19 +125,18 @@ class PromptTeacher(Teacher):
     def check(self, ctx: RunContext) -> None:
         self.prompted_splits(ctx)  # validates the prompt keys and their shape
 
-    def predict(self, ctx: RunContext, teacher_model: Path) -> dict[str, Predictions]:
+    def predict(self, ctx: RunContext, plan: TrainingPlan, teacher_model: Path) -> dict[str, Predictions]:
         folder = ctx.run_dir / "teachers" / self.name
-        produce_once(folder, lambda: self._train_and_predict(ctx, folder),
+        produce_once(folder, lambda: self._train_and_predict(ctx, plan, folder),
                      lambda scores, tmp: np.savez(tmp / "predictions.npz", **scores), f"teacher '{self.name}'")
         with np.load(folder / "predictions.npz") as saved:
             return {split: Predictions(saved[split]) for split in TEACHER_SPLITS}
 
-    def _train_and_predict(self, ctx: RunContext, folder: Path) -> dict[str, np.ndarray]:
+    def _train_and_predict(self, ctx: RunContext, plan: TrainingPlan, folder: Path) -> dict[str, np.ndarray]:
         splits = self.prompted_splits(ctx)
-        datamodule = ctx.make_datamodule(splits)
-        datamodule.start_round(0)
-        module = seeded_build(ctx.seed, lambda: self.build_module(ctx))
-        epochs = self.epochs if self.epochs is not None else ctx.supervised_epochs
+        datamodule = ctx.make_datamodule(splits).for_round(0)
+        module = seeded_build(ctx.seed, lambda: self.build_module(ctx, plan))
+        epochs = self.epochs if self.epochs is not None else plan.supervised_epochs
         fit_on_labelled(module, ctx, datamodule, f"teacher_{self.name}", epochs)
         shards = folder.with_name(f".{folder.name}.shards")
         return {
@@ -223,9 +224,9 @@ class ClozeTeacher(PromptTeacher):
         super().check(ctx)
         self.verbalizer_ids(ctx)
 
-    def build_module(self, ctx: RunContext) -> ClassifierModule:
+    def build_module(self, ctx: RunContext, plan: TrainingPlan) -> ClassifierModule:
         return self.make_module(
-            model_path=ctx.encoder_path, verbalizer_token_ids=self.verbalizer_ids(ctx),
+            model_path=plan.encoder_path, verbalizer_token_ids=self.verbalizer_ids(ctx),
             mask_token_id=ctx.tokenizer.mask_token_id, global_batch_size=ctx.global_batch_size,
         )
 
@@ -253,8 +254,8 @@ class NextSentenceTeacher(PromptTeacher):
         s = ctx.splits
         return TaskSplits(["is_next", "not_next"], pairs(s.labelled), pairs(s.pool), pairs(s.validation), None, s.info)
 
-    def build_module(self, ctx: RunContext) -> ClassifierModule:
-        return self.make_module(model_path=ctx.encoder_path, global_batch_size=ctx.global_batch_size)
+    def build_module(self, ctx: RunContext, plan: TrainingPlan) -> ClassifierModule:
+        return self.make_module(model_path=plan.encoder_path, global_batch_size=ctx.global_batch_size)
 
     def class_scores(self, probs: np.ndarray, num_examples: int) -> np.ndarray:
         is_next = probs[:, IS_NEXT].reshape(num_examples, -1)

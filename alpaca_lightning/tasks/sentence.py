@@ -1,0 +1,65 @@
+"""Sentence (and sentence-pair) classification: one example is a text or a text pair, one unit is one example."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from alpaca_lightning.data.datamodule import SelfTrainingDataModule
+from alpaca_lightning.data.splits import UNKNOWN_LABEL, TaskSpec, TaskSplits, TextSplit, build_splits
+from alpaca_lightning.selftrain.prediction import Predictions, classification_metrics, predict_split
+from alpaca_lightning.selftrain.pseudo_labels import LabelUse, PseudoLabelSet
+from alpaca_lightning.tasks.base import TaskKind
+
+# task config keys that are not TaskSpec fields: read by the teachers, the round loop, the pipeline
+NOT_SPEC_KEYS = ("sources", "prompt", "class_prior", "kind")
+
+
+def task_spec(task_cfg: DictConfig) -> TaskSpec:
+    fields = OmegaConf.to_container(task_cfg, resolve=True)
+    for key in NOT_SPEC_KEYS:
+        fields.pop(key, None)
+    sources = {name: instantiate(src) for name, src in task_cfg.sources.items() if src is not None}
+    return TaskSpec(sources=sources, **fields)
+
+
+class SentenceClassification(TaskKind):
+    name = "sentence classification"
+
+    def load_splits(self, task_cfg: DictConfig, split_cfg: dict[str, Any], seed: int) -> TaskSplits:
+        return build_splits(task_spec(task_cfg), seed=seed, **split_cfg)
+
+    def hide_pool_labels(self, splits: TaskSplits) -> tuple[TaskSplits, np.ndarray]:
+        hidden = np.asarray(splits.pool.labels).copy()
+        unknown = np.full(len(splits.pool), UNKNOWN_LABEL, dtype=np.int64)
+        return TaskSplits(splits.label_names, splits.labelled, TextSplit(splits.pool.texts, unknown),
+                          splits.validation, splits.test, splits.info), hidden
+
+    def gold(self, splits: TaskSplits, split: str) -> np.ndarray:
+        return np.asarray(getattr(splits, split).labels)
+
+    def make_datamodule(self, data: Callable[..., pl.LightningDataModule], splits: TaskSplits, tokenizer: Any,
+                        seed: int) -> pl.LightningDataModule:
+        return data(splits=splits, tokenizer=tokenizer, seed=seed)
+
+    def make_classifier(self, classifier: Callable[..., pl.LightningModule], **kwargs: Any) -> pl.LightningModule:
+        return classifier(**kwargs)
+
+    def predict(self, module: pl.LightningModule, datamodule: pl.LightningDataModule, split: str,
+                make_trainer: Callable[..., pl.Trainer], out_dir: Path) -> Predictions:
+        return predict_split(module, datamodule, split, make_trainer, out_dir)
+
+    def score(self, predictions: Predictions, gold: np.ndarray, prefix: str) -> dict[str, Any]:
+        return classification_metrics(predictions, gold, prefix)
+
+    def training_data(self, datamodule: SelfTrainingDataModule, round_index: int, selected: PseudoLabelSet | None,
+                      use: LabelUse, labelled_share: float | None) -> SelfTrainingDataModule:
+        if selected is None:
+            return datamodule.for_round(round_index)
+        return datamodule.for_round(round_index, **selected.training_fields(use), labelled_share=labelled_share)
