@@ -19,6 +19,8 @@ for path in sorted((ROOT / PACKAGE).rglob("*.py")):
     parts = tuple(module.parts)
     if parts[-1] == "__main__" or any(part.startswith("_") and part != "__init__" for part in parts):
         continue
+    if not all((ROOT.joinpath(*parts[:depth]) / "__init__.py").exists() for depth in range(1, len(parts))):
+        continue  # inside a folder without __init__.py: not a regular package, which the docs loader cannot read
     if parts[-1] == "__init__":
         parts = parts[:-1]
         doc_path = Path(*parts) / "index.md"
