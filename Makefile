@@ -28,5 +28,14 @@ train: setup
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
+## The documentation site (mkdocs, API reference from the docstrings), built strictly into build/site/.
+.PHONY: docs
+$(BIN)/.docs-installed: $(BIN)/.installed pyproject.toml
+	$(BIN)/python -m pip install -q -e ".[docs]"
+	touch $@
+
+docs: setup $(BIN)/.docs-installed
+	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict --site-dir build/site
+
 clean:
 	rm -rf $(VENV)

@@ -59,8 +59,8 @@ def quiet_libraries() -> None:
 
 class ThrottledProgressBar(RichProgressBar):
     """Lightning's rich bar, redrawn at most every ``interval`` seconds, on the main thread. The stock bar redraws
-    and re-reads the logged metrics after every batch, about 9% of a small model's training step on a CPU (issue
-    10), and its refresh thread wakes 100 times a second beside the compute threads (2 on a 2-core machine), so
+    and re-reads the logged metrics after every batch, about 9% of a small model's training step on a CPU, and
+    its refresh thread wakes 100 times a second beside the compute threads (2 on a 2-core machine), so
     the throttled hooks below draw instead. A slower thread would not do: Lightning's thread sleeps between
     wake-ups, so stopping the bar at the end of every fit and prediction would wait that long."""
 

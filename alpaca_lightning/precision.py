@@ -1,7 +1,7 @@
 """Numeric precision by hardware: ``hardware.precision: auto`` and the bf16 prediction path.
 
 Prediction runs a model *cast* to bf16 (or fp16), not under autocast: on a CPU with AVX512-bf16/AMX a cast model
-predicts about 2.3x faster than fp32 and a third faster than autocast (issue 10; ``experiments/speed.py`` measures
+predicts about 2.3x faster than fp32 and a third faster than autocast (``experiments/speed.py`` measures
 it). Training keeps fp32 master weights under Lightning's mixed precision. On CPUs without bf16 units autocast runs
 several times *slower* than fp32, so ``auto`` only picks bf16 where the hardware has it.
 """

@@ -65,12 +65,12 @@ VARIANTS: dict[str, list[str]] = {
     "filter=curriculum": ["filters=[curriculum]"],
     "labels=soft": ["selftrain.labels=soft"],
     "teachers=fused": ["teachers=[classifier,cloze,nsp]"],
-    # the similarity teacher's settings (README "Teachers that read the labels' meaning"): without it, and fused
+    # the similarity teacher's settings (docs/method.md, "Teachers"): without it, and fused
     # in every round instead of where it lowers the validation NLL
     "teachers=[classifier]": CLASSIFIER_ALONE,
     "teacher_selection=all": ["teacher_selection=all"],
     "stages=[mlm_nsp]": ["stages=[mlm_nsp]"],
-    # issue 9's options, each removed from (or added to) the default on its own
+    # the self-training options, each removed from (or added to) the default on its own
     "stages=[]": ["stages=[]"],  # round 0 plain fine-tuning: no contrastive stage, no linear-probe head
     "stages=[probe]": ["stages=[probe]"],  # the linear-probe head without the contrastive stage
     "losses=[supervised,consistency]": ["losses=[supervised,consistency]"],
@@ -79,7 +79,7 @@ VARIANTS: dict[str, list[str]] = {
     "calibration=none": ["calibration=none"],
     "min_precision=null": ["selftrain.min_precision=null"],  # no precision gate: every round runs
     "student_init=reset": ["student_init=reset"],
-    # issue 13's classifier options, one conf/experiment/ablation/ file each
+    # the classifier options (model.classifier), one conf/experiment/ablation/ file each
     **{name: [f"experiment=ablation/{name}"] for name in (
         "llrd", "gradual_unfreezing", "reinit_top", "lora", "scalar_mix", "attention_pooling", "max_pooling",
         "top_layers_concat", "top_layers_mix",

@@ -98,8 +98,8 @@ VARIANTS = {
         full_supervision_size=1000,
         grid=[{"lr": 1e-4, "epochs": 20}, {"lr": 2e-4, "epochs": 20}],
         selftrain=["selftrain.max_rounds=2", "selftrain.min_precision=null"],
-        # issue 9's options, each on every cell (the self-training row reports the best on validation); explicit, so
-        # that a run folder keeps its meaning when the defaults change
+        # the self-training options, each on every cell (the self-training row reports the best on validation);
+        # explicit, so that a run folder keeps its meaning when the defaults change
         candidates={
             "stages=[]": ["stages=[]"],
             "stages=[contrastive,probe]": PROBE_AT_RECIPE_RATE,
@@ -113,8 +113,9 @@ VARIANTS = {
             ],
         },
     ),
-    # Issue 9's yardstick on 2 CPU cores (about 80 minutes): the default self-training row against tuned supervised
-    # fine-tuning and the peers, 5 seeds. The self-training row is the config in conf/, nothing tried on test.
+    # The benchmark of record on 2 CPU cores (about 80 minutes): the default self-training row against tuned
+    # supervised fine-tuning and the peers, 5 seeds. The self-training row is the config in conf/, nothing tried
+    # on test.
     "cpu": Variant(
         datasets=["sst2", "agnews", "trec6"],
         ks=[8],
@@ -124,9 +125,9 @@ VARIANTS = {
         full_supervision_size=1000,
         grid=[{"lr": 1e-4, "epochs": 20}, {"lr": 2e-4, "epochs": 20}],
         peers=True,
-        # the shipped config (round 0 and the students at the probe's 2e-5 since 4c3d87a) and the alternatives it was
-        # chosen against on validation: calibration (quick ablation), round 0 and the students at the recipe's rate
-        # (the default before 4c3d87a), and round 0 at 2e-5 with the students at the recipe's rate
+        # the shipped config (round 0 and the students at the probe's 2e-5) and the alternatives it was chosen
+        # against on validation: calibration (quick ablation), round 0 and the students at the recipe's rate (the
+        # earlier default), and round 0 at 2e-5 with the students at the recipe's rate
         candidates={
             "default": [],
             # the default before the 5-round schedule with the precision gate
@@ -134,7 +135,7 @@ VARIANTS = {
             # the default before the similarity teacher (the classifier alone, uncalibrated)
             "teachers=[classifier]": CLASSIFIER_ALONE,
             # round 0 without the contrastive stage (the linear-probe head alone): ahead on validation in the GPU
-            # ablation once the similarity teacher joined (experiments/results/ablations_issue9)
+            # ablation once the similarity teacher joined (experiments/results/ablations_gpu)
             "stages=[probe]": ["stages=[probe]"],
             "calibration=temperature": ["calibration=temperature"],
             "finetune_lr=null": ["stages.probe.finetune_lr=null"],
@@ -431,7 +432,7 @@ def write_alpaca_report(runs: Path, out: Path) -> None:
 
 
 def summary(cells: list[dict[str, Any]]) -> dict[str, Any]:
-    """Issue 9's yardsticks per cell: each row's mean test accuracy, the self-training gain over supervised against
+    """The yardsticks per cell: each row's mean test accuracy, the self-training gain over supervised against
     the supervised seed std, and the share of the supervised-to-full gap that self-training closes."""
     out = {}
     for cell in cells:

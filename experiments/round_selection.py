@@ -1,8 +1,8 @@
 """How much does each rule for choosing the reported round lose against the best round in hindsight?
 
-    python experiments/round_selection.py experiments/results/benchmark_full/results.json [more results.json ...]
-    python experiments/round_selection.py experiments/results/similarity_probe/runs/*_s[0-9]   # run folders
-    python experiments/round_selection.py experiments/results/ablations_issue9/results.json   # every variant's runs
+    python experiments/round_selection.py experiments/results/benchmark_cpu/results.json [more results.json ...]
+    python experiments/round_selection.py experiments/results/benchmark_cpu_mr/runs/mr_K8_selftrain_s[0-9]   # runs
+    python experiments/round_selection.py experiments/results/ablations_gpu/results.json   # every variant's runs
 
 Reads the per-round records that benchmark.py stores for every self-training run (cells[].selftrain.rounds; or
 ablations.py's rows[].rounds, or run folders) and

@@ -1,7 +1,7 @@
 """How right other pseudo-label selections would have been, read from finished runs' teacher predictions.
 
     ALPACA_DATA_DIR=../shared/data python experiments/selection_precision.py \
-        experiments/results/benchmark_cpu_v2/runs/sst2_K8_selftrain_s*
+        experiments/results/benchmark_cpu/runs/sst2_K8_selftrain_s*
 
 For every run folder and every teacher round whose pool predictions were kept
 (``rounds/round_<r>/teacher_predictions/pool/probs.npy``: round r's model as the teacher of round r + 1), the

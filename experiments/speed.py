@@ -1,8 +1,8 @@
-"""Speed benchmark (issue 10): the project's prediction and training paths side by side with what a user would
+"""Speed benchmark: the project's prediction and training paths side by side with what a user would
 otherwise run, in one process, on the same sentences, model and batch sizes.
 
     ALPACA_DATA_DIR=../shared/data python experiments/speed.py            # SST-2, all-MiniLM-L6-v2, max length 64
-    ALPACA_DATA_DIR=../shared/data python experiments/speed.py --default-job f78c746   # + `alpaca-train` then/now
+    ALPACA_DATA_DIR=../shared/data python experiments/speed.py --default-job <git ref>  # + `alpaca-train` then/now
     ALPACA_DATA_DIR=../shared/data python experiments/speed.py --device cuda --override data.predict_batch_size=512
                                       # every path on the GPU (HF's tools too), in batches that fill it
 
