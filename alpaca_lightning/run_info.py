@@ -114,10 +114,27 @@ def check_same_config(cfg: DictConfig, run_dir: Path) -> None:
         shown = "; ".join(f"{key}: {before.get(key, '<absent>')} -> {now.get(key, '<absent>')}" for key in changed[:10])
         more = f" (and {len(changed) - 10} more)" if len(changed) > 10 else ""
         raise ConfigError(
-            f"{run_dir} already holds a run of another config; these keys differ: {shown}{more}. Give a new "
-            f"output folder (paths.output_dir=... hydra.run.dir=...), or add allow_config_change=true to reuse its "
-            f"complete artifacts anyway (e.g. to continue with more rounds)."
+            f"{run_dir} already holds a run of another config; these keys differ: {shown}{more}."
+            f"{moved_settings_hint(changed)} Give a new output folder (paths.output_dir=... hydra.run.dir=...), or add "
+            f"allow_config_change=true to reuse its complete artifacts anyway (e.g. to continue with more rounds)."
         )
+
+
+# settings that became config groups of the round loop: old key -> its group
+MOVED_TO_GROUPS = {
+    "selftrain.teacher": "schedule", "selftrain.select_round": "schedule", "selftrain.keep_models": "schedule",
+    "selftrain.calibration": "calibration", "selftrain.teacher_selection": "teacher_selection",
+    "selftrain.student_init": "student_init", "selftrain.stage_pseudo_per_class": "student_init",
+}
+
+
+def moved_settings_hint(changed: list[str]) -> str:
+    """Why a folder made before the round loop's choices became config groups no longer matches its config."""
+    moved = sorted({MOVED_TO_GROUPS[key] for key in changed if key in MOVED_TO_GROUPS})
+    if not moved:
+        return ""
+    return (f" The folder was made before the round loop's choices became config groups ({', '.join(moved)}; e.g. "
+            f"selftrain.calibration=none is now calibration=none); the same choices give the same numbers.")
 
 
 def produced_anything(run_dir: Path) -> bool:

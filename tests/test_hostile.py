@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from alpaca_lightning import artifacts
 from alpaca_lightning.artifacts import atomic_write_json, is_complete
@@ -30,7 +31,7 @@ from alpaca_lightning.errors import AlpacaError, ConfigError, DataError, Storage
 from alpaca_lightning.models.backbone import PretrainedBackbone, TinyBertBackbone, train_wordpiece_tokenizer
 from alpaca_lightning.once import produce_once
 from alpaca_lightning.pipeline import run
-from alpaca_lightning.run_info import check_same_config, save_run_info
+from alpaca_lightning.run_info import CONFIG_FILE, check_same_config, save_run_info
 from tests.conftest import compose_config, synthetic_rows, tiny_overrides, write_csv
 
 GOOD = "text,label\ngood film,pos\nbad film,neg\n"
@@ -143,6 +144,15 @@ def run_record(tmp: Path, *overrides: str, artifacts_too: bool = True) -> Any:
     if artifacts_too:
         (tmp / "out" / "rounds").mkdir()
     return compose_config(base + list(overrides))
+
+
+def folder_of_the_old_config_shape(tmp: Path) -> Any:
+    """A run folder recorded when calibration was a selftrain setting rather than a config group."""
+    cfg = run_record(tmp)
+    saved = OmegaConf.load(tmp / "out" / CONFIG_FILE)
+    saved.selftrain.calibration = saved.pop("calibration")._target_.rsplit(".", 1)[-1]
+    OmegaConf.save(saved, tmp / "out" / CONFIG_FILE)
+    check_same_config(cfg, tmp / "out")
 
 
 def reused_folder(*overrides: str, artifacts_too: bool = True) -> Callable[[Path], Any]:
@@ -308,6 +318,9 @@ ROWS = [
     Row("run folder of another config", reused_folder("split.labels_per_class=8", "selftrain.max_rounds=3"),
         ConfigError, r"out already holds a run of another config; these keys differ: selftrain\.max_rounds: 2 -> 3; "
                      r"split\.labels_per_class: 16 -> 8\. Give a new output folder.*allow_config_change=true"),
+    Row("run folder made before calibration became a config group", folder_of_the_old_config_shape, ConfigError,
+        r"calibration\._target_: <absent> -> .*selftrain\.calibration: NoCalibration -> <absent>\. The folder was "
+        r"made before the round loop's choices became config groups \(calibration; .* calibration=none\)"),
     Row("run folder of another config, in the pipeline", run_in_reused_folder, ConfigError,
         r"model\.classifier\.optimizer\.lr: 0\.003 -> 0\.1; seed: 0 -> 3"),
     Row("run folder reused with result-neutral changes", reused_folder(

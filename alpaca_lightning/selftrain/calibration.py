@@ -48,7 +48,8 @@ def expected_precision(selected_probs: np.ndarray, val_probs: np.ndarray, val_go
     NaN for an empty selection."""
     if len(selected_probs) == 0:
         return float("nan")
-    return float(temper(selected_probs, fit_temperature(val_probs, val_gold)).max(axis=1).mean())
+    _, (_, selected) = scale_to_validation(val_probs, val_gold, selected_probs)
+    return float(selected.max(axis=1).mean())
 
 
 def scale_to_validation(val_probs: np.ndarray, val_gold: np.ndarray, *others: np.ndarray) -> tuple[float, list]:

@@ -4,13 +4,13 @@
 
 Each text gets the class whose label sentence (``task.prompt.label_sentences``, e.g. "It was great.", else the
 label name) its embedding is closest to, by cosine similarity of the encoder's pooled embeddings. It learns nothing
-from the labelled set, so its errors are not the classifier's: on sentiment, where 8 labels per class leave
-MiniLM's classifier near chance, the label sentences alone classify about three in four pool texts right (README,
-"Teachers that read the labels' meaning"). It is a teacher like the others, fused with the classifier, and with
-``teacher_selection=validation`` only in rounds where it lowers the fused validation NLL.
+from the labelled set, so its errors are not the classifier's: on sentiment, where 8 labels per class can leave
+the classifier near chance, good label sentences alone classify most pool texts right. It is a teacher like the
+others, fused with the classifier, and with ``teacher_selection=validation`` only in rounds where it lowers the fused
+validation NLL.
 
 Cosine similarities are close together (a few hundredths apart), so their softmax is sharpened by one temperature
-fitted on validation (``calibration.fit_temperature``, as for the fused teacher): its confidences then mean about
+fitted on validation (``calibration.scale_to_validation``, as for the fused teacher): its confidences then mean about
 what they say before any fusion or filter reads them.
 """
 
@@ -24,7 +24,7 @@ from alpaca_lightning.console import info
 from alpaca_lightning.context import RunContext
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.once import produce_once
-from alpaca_lightning.selftrain.calibration import fit_temperature, temper
+from alpaca_lightning.selftrain.calibration import scale_to_validation
 from alpaca_lightning.selftrain.plan import TrainingPlan
 from alpaca_lightning.selftrain.prediction import Predictions
 from alpaca_lightning.selftrain.propagation import encoder_embeddings
@@ -88,5 +88,7 @@ class LabelSimilarityTeacher(Teacher):
         probs = similarity_probabilities(embeddings[: -len(sentences)], embeddings[-len(sentences):])
         bounds = np.cumsum([0] + [len(ids[split]) for split in TEACHER_SPLITS])
         by_split = {split: probs[bounds[i]:bounds[i + 1]] for i, split in enumerate(TEACHER_SPLITS)}
-        temperature = fit_temperature(by_split["validation"], np.asarray(ctx.splits.validation.labels))
-        return {split: temper(p, temperature) for split, p in by_split.items()}
+        others = [split for split in TEACHER_SPLITS if split != "validation"]
+        _, (val, *rest) = scale_to_validation(by_split["validation"], np.asarray(ctx.splits.validation.labels),
+                                              *(by_split[split] for split in others))
+        return {**dict(zip(others, rest)), "validation": val}
