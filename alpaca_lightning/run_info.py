@@ -120,17 +120,29 @@ def check_same_config(cfg: DictConfig, run_dir: Path) -> None:
         )
 
 
-# settings that became config groups of the round loop: old key -> its group
+# settings that became config groups of the round loop: old key -> how to say it now
 MOVED_TO_GROUPS = {
-    "selftrain.teacher": "schedule", "selftrain.select_round": "schedule", "selftrain.keep_models": "schedule",
-    "selftrain.calibration": "calibration", "selftrain.teacher_selection": "teacher_selection",
-    "selftrain.student_init": "student_init", "selftrain.stage_pseudo_per_class": "student_init",
+    "selftrain.teacher": "schedule=best_teacher (the best round teaches) or schedule=last",
+    "selftrain.select_round": "schedule=monitor (report the best validation round) or schedule=last",
+    "selftrain.keep_models": "schedule.keep_all_models=true|false",
+    "selftrain.calibration": "calibration=teachers|temperature|none",
+    "selftrain.teacher_selection": "teacher_selection=validation|all",
+    "selftrain.student_init": "student_init=continue|reset|stages",
+    "selftrain.stage_pseudo_per_class": "student_init.pseudo_per_class=N (with student_init=stages)",
 }
+
+
+def refuse_moved_settings(overrides: list[str]) -> None:
+    """A command-line override of a setting that became a config group: say what to write instead."""
+    for override in overrides:
+        key = override.lstrip("+~").split("=", 1)[0]
+        if key in MOVED_TO_GROUPS:
+            raise ConfigError(f"{key} is now a config group of its own: write {MOVED_TO_GROUPS[key]}.")
 
 
 def moved_settings_hint(changed: list[str]) -> str:
     """Why a folder made before the round loop's choices became config groups no longer matches its config."""
-    moved = sorted({MOVED_TO_GROUPS[key] for key in changed if key in MOVED_TO_GROUPS})
+    moved = sorted({MOVED_TO_GROUPS[key].split("=")[0].split(".")[0] for key in changed if key in MOVED_TO_GROUPS})
     if not moved:
         return ""
     return (f" The folder was made before the round loop's choices became config groups ({', '.join(moved)}; e.g. "

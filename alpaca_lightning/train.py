@@ -16,9 +16,10 @@ from omegaconf import DictConfig
 
 from alpaca_lightning.artifacts import atomic_write_text
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
-from alpaca_lightning.errors import AlpacaError
+from alpaca_lightning.errors import AlpacaError, ConfigError
 from alpaca_lightning.pipeline import run
 from alpaca_lightning.preemption import EXIT_PREEMPTED, Preempted, install_handlers
+from alpaca_lightning.run_info import refuse_moved_settings
 
 register_resolvers()
 
@@ -50,8 +51,18 @@ def record_error(output_dir: Path, err: BaseException) -> None:
     atomic_write_text(output_dir / "error.txt", text)
 
 
+def main() -> float | None:
+    """``alpaca-train``: refuse settings that moved before Hydra reads the command line, then run the app."""
+    try:
+        refuse_moved_settings(sys.argv[1:])
+    except ConfigError as err:
+        print(f"alpaca-train: error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    return train_app()
+
+
 @hydra.main(version_base="1.3", config_path=str(REPO_ROOT / "conf"), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def train_app(cfg: DictConfig) -> float | None:
     install_handlers()  # SIGTERM / SIGUSR1: checkpoint and stop (alpaca_lightning/preemption.py)
     output_dir = Path(cfg.paths.output_dir)
     (output_dir / "error.txt").unlink(missing_ok=True)  # from an earlier failed attempt of this run

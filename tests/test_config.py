@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,17 @@ def test_launcher_options_set_hydras_launcher() -> None:
         local = compose("train", return_hydra_config=True)
     assert "JoblibLauncher" in joblib.hydra.launcher._target_ and joblib.hydra.launcher.n_jobs == 2
     assert "BasicLauncher" in local.hydra.launcher._target_
+
+
+@pytest.mark.parametrize("override,fix", [
+    ("selftrain.calibration=none", "calibration=teachers|temperature|none"),
+    ("selftrain.select_round=monitor", "schedule=monitor"),
+    ("+selftrain.stage_pseudo_per_class=4", "student_init.pseudo_per_class=N"),
+])
+def test_a_setting_that_became_a_config_group_is_refused_with_its_new_spelling(override, fix) -> None:
+    from alpaca_lightning.errors import ConfigError
+    from alpaca_lightning.run_info import refuse_moved_settings
+
+    refuse_moved_settings(["calibration=none", "schedule=monitor", "selftrain.max_rounds=2"])  # today's spellings
+    with pytest.raises(ConfigError, match=re.escape(fix)):
+        refuse_moved_settings(["seed=1", override])
