@@ -49,8 +49,11 @@ def test_results_json_fields(tiny_run) -> None:
     assert saved["rounds_run"] == len(rounds) == 3
     assert saved["supervised_only"]["test/acc"] == rounds[0]["test/acc"]
     best = [r for r in rounds if r["best"]]
-    assert len(best) == 1 and best[0]["round"] == saved["best_round"]
-    assert best[0]["val/acc"] == max(r["val/acc"] for r in rounds)
+    # schedule=last (the default): the reported round is the last that ran, whatever validation says of it
+    assert len(best) == 1 and best[0]["round"] == saved["best_round"] == rounds[-1]["round"]
+    assert saved["select_round"] == "last"
+    assert saved["best"]["test/acc"] == rounds[-1]["test/acc"]
+    assert saved["gain"]["test/acc"] == pytest.approx(rounds[-1]["test/acc"] - rounds[0]["test/acc"])
 
 
 def test_pseudo_labels_sit_at_the_right_pool_indices(tiny_run) -> None:
