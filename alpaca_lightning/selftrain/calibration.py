@@ -1,8 +1,12 @@
 """Temperature scaling (Guo et al., 2017) of a teacher's probabilities before any filter reads a confidence.
 
-A fine-tuned teacher is over-confident (validation ECE of 30-57 % was measured on SST-2), so a confidence threshold
+A fine-tuned teacher trained on a few labels is over-confident, so a confidence threshold
 keeps most of the pool at the teacher's accuracy. One temperature, fitted on validation by negative log-likelihood,
 changes no argmax and rescales every confidence: ``softmax(log p / T)``. T > 1 softens an over-confident teacher.
+
+``calibration`` (conf/calibration/) chooses where a round applies it: ``teachers`` (each teacher before fusion),
+``temperature`` (the fused teacher) or ``none``. Both places, the similarity teacher and the expected precision of
+a selection go through one mechanism, ``scale_to_validation``.
 """
 
 from __future__ import annotations

@@ -316,7 +316,7 @@ class SelfTrainingLoop:
 def warn_if_skewed(k: int, selected: PseudoLabelSet, prior: np.ndarray, label_names: list[str]) -> float:
     """Total variation distance between the selected class histogram and the pool's class prior (0: same shape,
     1: disjoint). A threshold filter on a teacher that is confident on one class only floods the student with
-    that class (seen on AG News: 302 Sports, 1 Business, 0 Sci/Tech), so a large distance is worth a warning.
+    that class and starves the others, so a large distance is worth a warning.
     Capping classes (distribution_alignment) does not bring missing classes back; a per-class top-k does."""
     if len(selected) == 0:
         return float("nan")
