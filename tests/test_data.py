@@ -58,6 +58,42 @@ def test_latin1_needs_its_encoding(tmp_path) -> None:
     assert FileSource(str(path), encoding="latin-1").load()["text"][0] == "un film très réussi"
 
 
+ORANGE_TAB = "label\ttext\nd\tstring\nclass\t\n\npos\ta good film\nneg\ta dull film\n"  # names, types, flags
+
+
+def test_skip_rows_reads_an_orange_tab_file(tmp_path) -> None:
+    """Orange's .tab files hold column types and flags on lines 1 and 2: without skip_rows they would be data rows."""
+    path = tmp_path / "films.tab"
+    path.write_text(ORANGE_TAB)
+    frame = FileSource(str(path), format="tsv", skip_rows=[1, 2]).load()
+    assert frame.columns.tolist() == ["label", "text"]
+    assert frame.values.tolist() == [["pos", "a good film"], ["neg", "a dull film"]]
+    spec = spec_for(path, sources={"train": FileSource(str(path), format="tsv")})
+    with pytest.raises(DataError, match=r"Label 'd' .*not one of the task's labels"):
+        build_splits(spec, seed=0, labels_per_class=1, val_size=1)  # what skip_rows is for
+
+
+@pytest.mark.parametrize(
+    "skip_rows,fmt,message",
+    [(2, "tsv", r"must be a list of line numbers.*got 2"),  # pandas would read a bare 2 as "the first two lines"
+     ([1, -1], "tsv", r"must be a list of line numbers.*got \[1, -1\]"),
+     (["1"], "tsv", r"must be a list of line numbers"),
+     ([1, 2], "jsonl", r"skip_rows applies to CSV and TSV files only.*read as jsonl")],
+)
+def test_skip_rows_refuses_what_it_cannot_mean(tmp_path, skip_rows, fmt, message) -> None:
+    path = tmp_path / "films.tab"
+    path.write_text(ORANGE_TAB)
+    with pytest.raises(DataError, match=message):
+        FileSource(str(path), format=fmt, skip_rows=skip_rows).load()
+
+
+def test_skip_rows_past_every_line_is_named(tmp_path) -> None:
+    path = tmp_path / "films.tab"
+    path.write_text(ORANGE_TAB)
+    with pytest.raises(DataError, match="holds no columns"):
+        FileSource(str(path), format="tsv", skip_rows=list(range(10))).load()
+
+
 def test_few_label_split_is_disjoint_and_seeded(tmp_path, rows) -> None:
     spec = spec_for(write_csv(tmp_path / "train.csv", rows), test_holdout_size=50)
     splits = build_splits(spec, seed=3, labels_per_class=8, val_per_class=10, pool_size=None)

@@ -11,6 +11,7 @@ import csv
 import io
 import json
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -26,7 +27,9 @@ FILE_FORMATS = ("csv", "tsv", "jsonl", "parquet", "label_text_lines")
 class FileSource:
     """A local CSV, TSV, JSONL or parquet file, or lines of ``<label> <text>`` (format ``label_text_lines``).
 
-    ``header: false`` reads a file without a header row; ``column_names`` then names its columns.
+    ``header: false`` reads a file without a header row; ``column_names`` then names its columns. ``skip_rows``
+    drops lines of a CSV/TSV file by number (0 = the first line) before the header is read, e.g. ``[1, 2]`` for
+    Orange's ``.tab`` files, whose second and third lines hold column types and flags.
     """
 
     def __init__(
@@ -36,15 +39,36 @@ class FileSource:
         encoding: str = "utf-8",
         header: bool = True,
         column_names: list[str] | None = None,
+        skip_rows: list[int] | None = None,
     ) -> None:
         self.path = Path(path).expanduser()
         self.format = format
         self.encoding = encoding
         self.header = header
         self.column_names = list(column_names) if column_names is not None else None
+        self.skip_rows = skip_rows  # checked when loading, so that a bad value surfaces as a DataError
 
     def describe(self) -> str:
         return str(self.path)
+
+    def _lines_to_skip(self, fmt: str) -> list[int]:
+        """``skip_rows`` as a sorted list; a bare number, a negative or a non-integer is refused here rather than
+        handed to pandas (which reads a bare int as a count of leading lines)."""
+        if self.skip_rows is None:
+            return []
+        given = self.skip_rows
+        rows = list(given) if isinstance(given, Sequence) and not isinstance(given, str) else None
+        if rows is None or not all(isinstance(r, int) and not isinstance(r, bool) and r >= 0 for r in rows):
+            raise DataError(
+                f"skip_rows of the source {self.path} must be a list of line numbers (0 = the first line), e.g. "
+                f"[1, 2]; got {given!r}."
+            )
+        if rows and fmt not in ("csv", "tsv"):
+            raise DataError(
+                f"skip_rows applies to CSV and TSV files only, but {self.path} is read as {fmt}. Remove skip_rows, "
+                f"or set the source's `format` to csv or tsv."
+            )
+        return sorted(set(rows))
 
     def load(self) -> pd.DataFrame:
         if not self.path.is_file():
@@ -55,7 +79,11 @@ class FileSource:
         if self.path.stat().st_size == 0:
             raise DataError(f"{self.path} is empty (0 bytes). Point the task's source at the file with the data.")
         fmt = self._resolve_format()
-        frame = pd.read_parquet(self.path) if fmt == "parquet" else self._read_text_format(fmt, self._read_text())
+        skip = self._lines_to_skip(fmt)
+        if fmt == "parquet":
+            frame = pd.read_parquet(self.path)
+        else:
+            frame = self._read_text_format(fmt, self._read_text(), skip)
         if self.column_names is not None and fmt != "label_text_lines":
             if len(self.column_names) != frame.shape[1]:
                 raise DataError(
@@ -107,16 +135,16 @@ class FileSource:
             raise DataError(f"Cannot tell the format of {self.path} from its name. Set the source's `format`.")
         return _FORMAT_BY_SUFFIX[suffix]
 
-    def _read_text_format(self, fmt: str, text: str) -> pd.DataFrame:
+    def _read_text_format(self, fmt: str, text: str, skip: list[int]) -> pd.DataFrame:
         if fmt in ("csv", "tsv"):
-            return self._read_delimited(fmt, text)
+            return self._read_delimited(fmt, text, skip)
         if fmt == "jsonl":
             return pd.DataFrame(self._json_records(text))
         names = self.column_names or ["label", "text"]
         rows = [line.split(maxsplit=1) for line in text.split("\n") if line.strip()]
         return pd.DataFrame([(r[0], r[1] if len(r) > 1 else "") for r in rows], columns=names[:2])
 
-    def _read_delimited(self, fmt: str, text: str) -> pd.DataFrame:
+    def _read_delimited(self, fmt: str, text: str, skip: list[int]) -> pd.DataFrame:
         sep = "," if fmt == "csv" else "\t"
         # QUOTE_NONE for TSV: GLUE-style files contain unbalanced quotes inside sentences.
         quoting = csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE
@@ -126,7 +154,7 @@ class FileSource:
                 warnings.simplefilter("error", pd.errors.ParserWarning)
                 return pd.read_csv(
                     io.StringIO(text), sep=sep, header=0 if self.header else None, quoting=quoting, dtype=str,
-                    keep_default_na=False, index_col=False,
+                    keep_default_na=False, index_col=False, skiprows=skip or None,
                 )
         except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
             raise DataError(
