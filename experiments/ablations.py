@@ -244,11 +244,12 @@ def row_line(row: dict[str, Any], seeds: int) -> str:
 
 def against_reference(rows: list[dict[str, Any]]) -> list[str]:
     """Each variant's change against the reference variant on the same seeds, in points of mean accuracy: round 0
-    and the reported round, validation (what a default is chosen on) and test, per dataset and on average; and the
+    and the reported round, validation (what a default is chosen on) and test, with the reported round's test
+    macro-F1 beside them, per dataset and on average; and the
     reported round's validation change paired run by run (same dataset and seed), with its standard error, which
     says whether a validation change is more than the noise of a tiny validation set."""
     reference = {r["dataset"]: r for r in rows if r["variant"] == REFERENCE}
-    keys = ("round0_val/acc", "round0_test/acc", "best_val/acc", "test/acc")
+    keys = ("round0_val/acc", "round0_test/acc", "best_val/acc", "test/acc", "test/f1_macro")
     changes: dict[str, dict[str, list[float]]] = {}
     paired: dict[str, list[float]] = {}
     for row in rows:
@@ -265,8 +266,9 @@ def against_reference(rows: list[dict[str, Any]]) -> list[str]:
         return []
     datasets = list(reference)
     lines = ["", f"Change against `{REFERENCE}` in points of mean accuracy, round 0 val / test → reported round val / "
-                 "test (validation is what a default is chosen on); last column: the reported round's validation "
-                 "change paired run by run, mean ± standard error (runs):", "",
+                 "test (validation is what a default is chosen on), then the reported round's test macro-F1; last "
+                 "column: the reported round's validation change paired run by run, mean ± standard error (runs):",
+             "",
              table_row("variant", *datasets, "mean", "paired val change"), "|---" * (len(datasets) + 3) + "|"]
     for variant, per_dataset in changes.items():
         cells = [delta_cell(per_dataset[d]) if d in per_dataset else "-" for d in datasets]
@@ -283,8 +285,8 @@ def paired_cell(differences: list[float]) -> str:
 
 
 def delta_cell(deltas: list[float]) -> str:
-    r0_val, r0_test, val, test = (f"{d:+.1f}" for d in deltas)
-    return f"{r0_val} / {r0_test} → {val} / {test}"
+    r0_val, r0_test, val, test, f1 = ("-" if math.isnan(d) else f"{d:+.1f}" for d in deltas)
+    return f"{r0_val} / {r0_test} → {val} / {test}, F1 {f1}"
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

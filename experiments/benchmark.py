@@ -7,10 +7,14 @@
     python experiments/benchmark.py --variant full --jobs 12 --hardware gpu   # 12 runs at a time on one big GPU
     python experiments/benchmark.py --variant full --launcher slurm --hardware gpu \
         --sweep-override hydra.launcher.partition=gpu                          # one SLURM job per run
+    python experiments/benchmark.py --variant cpu --prompt names --datasets r8 newsgroups20   # label names only
 
 Reads the datasets from paths.data_dir (ALPACA_DATA_DIR, default ../shared/data). Writes, under
 experiments/results/benchmark_<variant>/: runs/ (one alpaca-train run folder per configuration; finished runs are
 reused when the command is repeated), results.json, results.md (the table) and test_acc_per_round.png.
+
+--prompt names runs every task with its label names as the only prompt (task.prompt=null: the similarity teacher
+reads the label names, as on a user's own task) and writes under experiments/results/benchmark_<variant>_names/.
 
 Protocol: K labels per class and a validation set of K per class, both drawn from the pool with the seed; the rest
 of the pool (capped) is unlabelled, its gold labels used only for diagnostics. The supervised baseline's learning
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import statistics
 import sys
@@ -62,7 +67,14 @@ from experiments.launch import (
 )
 from experiments.peers import PEERS
 
-MAX_LENGTH = {"sst2": 64, "trec6": 64, "agnews": 128, "mr": 64}
+# Token cap per task. The news tasks' texts are long (r8: median 66 words, newsgroups20: 162): 128 keeps CPU cost
+# down at the price of reading the start of a long post only.
+MAX_LENGTH = {"sst2": 64, "trec6": 64, "agnews": 128, "mr": 64, "r8": 128, "newsgroups20": 128}
+
+# --prompt: the task configs' own prompts, or the label names alone (what a user's task without prompts gives the
+# similarity teacher; the cloze and NSP teachers, which need a prompt, are not in the default config)
+PROMPT_OVERRIDES = {"task": [], "names": ["task.prompt=null"]}
+PROMPT_TITLES = {"task": "the task configs' prompts", "names": "label names only (task.prompt=null)"}
 
 
 @dataclass
@@ -235,8 +247,9 @@ def choose_candidate(report: dict[str, Any], outcomes: dict[str, list[Outcome]])
         if runs and all(o.ok for o in runs):
             val = [o.results["best"]["val/acc"] for o in runs]
             test = [o.results["best"]["test/acc"] for o in runs]
+            f1 = [o.results["best"]["test/f1_macro"] for o in runs]
             scores.append({"candidate": name, "val/acc": statistics.mean(val), "test/acc": statistics.mean(test),
-                           "per_dataset": candidate_details(runs)})
+                           "test/f1_macro": statistics.mean(f1), "per_dataset": candidate_details(runs)})
     report["candidates"] = scores
     report["candidates_incomplete"] = [
         name for name, runs in outcomes.items() if not runs or not all(o.ok for o in runs)
@@ -263,7 +276,8 @@ def candidate_details(runs: list[Outcome]) -> dict[str, dict[str, float]]:
     out = {}
     for dataset, outcomes in by_dataset.items():
         rounds = [read_rounds(o) for o in outcomes]
-        row = {"test": statistics.mean(o.results["best"]["test/acc"] for o in outcomes)}
+        row = {"test": statistics.mean(o.results["best"]["test/acc"] for o in outcomes),
+               "test macro-F1": statistics.mean(o.results["best"]["test/f1_macro"] for o in outcomes)}
         for name, value in DETAILS.items():
             values = [v for v in (value(r) for r in rounds) if v is not None]
             if values:
@@ -317,6 +331,7 @@ def fill_selftrain(cell: dict[str, Any], outcomes: list[Outcome]) -> None:
         **metrics([o.results for o in ok]),
         "best_round": [o.results["best_round"] for o in ok],
         "round0/test/acc": [read_rounds(o)[0]["test/acc"] for o in ok],
+        "round0/test/f1_macro": [read_rounds(o)[0].get("test/f1_macro") for o in ok],
         "wall_time_s": [o.results["wall_time_s"] for o in ok],
         "rounds": [read_rounds(o) for o in ok],
     }
@@ -344,9 +359,11 @@ def benchmark(
     ks: list[int] | None = None,
     seeds: list[int] | None = None,
     candidates: list[str] | None = None,
+    prompt: str = "task",
 ) -> dict[str, Any]:
     """Runs the variant (its datasets, ks, seeds and candidates narrowed where given) through ``launch`` (default:
-    one run at a time in one local sweep per phase) and writes the report."""
+    one run at a time in one local sweep per phase) and writes the report. ``prompt="names"`` runs every task with
+    its label names as the only prompt."""
     launch = launch or Launch(label="benchmark")
     changes = {key: value for key, value in {"datasets": datasets, "ks": ks, "seeds": seeds}.items() if value}
     if candidates:
@@ -354,11 +371,16 @@ def benchmark(
         if unknown:
             raise SystemExit(f"unknown candidates {unknown}; the variant has {sorted(VARIANTS[variant_name].candidates)}")
         changes["candidates"] = {name: VARIANTS[variant_name].candidates[name] for name in candidates}
-    variant = replace(VARIANTS[variant_name], **changes, extra=common_overrides(hardware, extra))
+    check_datasets(datasets or [])
+    check_prompt(prompt, out_root)
+    # the prompt override before the --override flags, so that those still win
+    variant = replace(VARIANTS[variant_name], **changes,
+                      extra=common_overrides(hardware, [*PROMPT_OVERRIDES[prompt], *extra]))
     runs = out_root / "runs"
     start = time.time()
     report: dict[str, Any] = {
         "variant": variant_name,
+        "prompt": prompt,
         "started": time.strftime("%Y-%m-%d %H:%M"),
         "jobs": launch.jobs,
         "launcher": launch.launcher_name(),
@@ -423,6 +445,31 @@ def benchmark(
     return report
 
 
+def check_datasets(datasets: list[str]) -> None:
+    unknown = [d for d in datasets if d not in MAX_LENGTH]
+    if unknown:
+        raise SystemExit(f"unknown datasets {unknown}: the benchmark knows {sorted(MAX_LENGTH)}. Add a conf/task/ "
+                         f"config and its token cap to MAX_LENGTH in experiments/benchmark.py.")
+
+
+def check_prompt(prompt: str, out_root: Path) -> None:
+    """Refuses a folder whose runs used the other prompt mode: its finished runs would be reused as if they were
+    this mode's (a run folder is reused by its name alone)."""
+    if prompt not in PROMPT_OVERRIDES:
+        raise SystemExit(f"unknown prompt mode '{prompt}'; use one of {sorted(PROMPT_OVERRIDES)}")
+    saved = out_root / "results.json"
+    earlier = json.loads(saved.read_text()).get("prompt", "task") if saved.is_file() else prompt
+    if earlier != prompt:
+        raise SystemExit(f"{out_root} holds runs of --prompt {earlier}, not {prompt}: give another --out, or leave "
+                         f"--out at its default ({default_out('<variant>', prompt).name}).")
+
+
+def default_out(variant_name: str, prompt: str) -> Path:
+    """experiments/results/benchmark_<variant>, with the suffix _names for the label-names-only runs."""
+    suffix = "" if prompt == "task" else f"_{prompt}"
+    return REPO_ROOT / "experiments" / "results" / f"benchmark_{variant_name}{suffix}"
+
+
 def write_alpaca_report(runs: Path, out: Path) -> None:
     """The alpaca-train rows as ``alpaca-report`` gives them, grouped by every config key that differs (its chooser
     picks each group's recipe on validation, as above): the same numbers from the generic command."""
@@ -431,25 +478,43 @@ def write_alpaca_report(runs: Path, out: Path) -> None:
                          metrics=["best:val/acc", "best:test/acc", "best:test/f1_macro", "supervised_only:test/acc"])
 
 
+# summary keys: "supervised", "gain", ... for test accuracy; the same with this suffix for test macro-F1
+F1_SUFFIX = " F1"
+
+
 def summary(cells: list[dict[str, Any]]) -> dict[str, Any]:
-    """The yardsticks per cell: each row's mean test accuracy, the self-training gain over supervised against
-    the supervised seed std, and the share of the supervised-to-full gap that self-training closes."""
+    """The yardsticks per cell, in test accuracy and (keys ending in " F1") test macro-F1: each row's mean, the
+    self-training gain over supervised (against the supervised seed std of accuracy), and the share of the
+    supervised-to-full gap that self-training closes."""
     out = {}
     for cell in cells:
         sup, st, full = (cell.get(key, {}).get("test/acc") for key in ("supervised", "selftrain", "full"))
         if not (sup and st and full):
             continue
-        row = {name: statistics.mean(cell[name]["test/acc"]) for name in ("supervised", "selftrain", "full", *PEERS)
-               if cell.get(name, {}).get("test/acc")}
-        row["selftrain round 0"] = statistics.mean(cell["selftrain"]["round0/test/acc"])
-        row["gain"] = row["selftrain"] - row["supervised"]
+        row = {}
+        for metric, suffix in (("test/acc", ""), ("test/f1_macro", F1_SUFFIX)):
+            row.update(summary_means(cell, metric, suffix))
         row["supervised std"] = mean_std(sup)[1]
-        row["gap closed"] = row["gain"] / (row["full"] - row["supervised"])
         out[f"{cell['dataset']} K={cell['K']}"] = row
     if out:
         keys = set.intersection(*(set(r) for r in out.values()))
         out["mean"] = {key: statistics.mean(r[key] for r in out.values()) for key in keys}
     return out
+
+
+def summary_means(cell: dict[str, Any], metric: str, suffix: str) -> dict[str, float]:
+    """One metric's summary of a cell: each row's mean, round 0 of self-training, the gain and the gap closed."""
+    rows = ("supervised", "selftrain", "full", *PEERS)
+    means = {name + suffix: statistics.mean(cell[name][metric]) for name in rows if cell.get(name, {}).get(metric)}
+    round0 = [v for v in cell["selftrain"].get(f"round0/{metric}", []) if v is not None]
+    if round0:
+        means["selftrain round 0" + suffix] = statistics.mean(round0)
+    sup, st, full = (means.get(name + suffix) for name in ("supervised", "selftrain", "full"))
+    if sup is not None and st is not None and full is not None:
+        means["gain" + suffix] = st - sup
+        # full supervision no better than supervised only: no gap to close
+        means["gap closed" + suffix] = (st - sup) / (full - sup) if full != sup else math.nan
+    return means
 
 
 # --- the report ----------------------------------------------------------------------------------------------------
@@ -538,17 +603,27 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     columns = ["supervised", "selftrain round 0", "selftrain", *PEERS, "full"]
     lines = [
         "",
-        "Mean test accuracy per row (%); gain = self-training − supervised (points), against the supervised seed std; "
-        "gap closed = gain / (full − supervised):",
+        "Mean test accuracy / macro-F1 per row (%); gain = self-training − supervised (points), against the "
+        "supervised seed std (of accuracy); gap closed = gain / (full − supervised):",
         "",
         table_row("cell", *columns, "gain", "supervised std", "gap closed"),
         "|---" * (len(columns) + 4) + "|",
     ]
     for name, row in rows.items():
-        values = [f"{100 * row[c]:.1f}" if c in row else "-" for c in columns]
-        lines.append(table_row(name, *values, f"{100 * row['gain']:+.1f}", f"{100 * row['supervised std']:.1f}",
-                               f"{100 * row['gap closed']:.0f}%"))
+        values = [acc_and_f1(row, c, "{:.1f}") for c in columns]
+        lines.append(table_row(name, *values, acc_and_f1(row, "gain", "{:+.1f}"),
+                               f"{100 * row['supervised std']:.1f}", acc_and_f1(row, "gap closed", "{:.0f}%")))
     return lines
+
+
+def acc_and_f1(row: dict[str, float], key: str, form: str) -> str:
+    """'accuracy / macro-F1' of a summary key in %, each '-' where absent or undefined (results.json of runs made
+    before macro-F1 was summarised has no F1 keys)."""
+    def one(value: float | None) -> str:
+        return "-" if value is None or math.isnan(value) else form.format(100 * value)
+
+    acc, f1 = one(row.get(key)), one(row.get(key + F1_SUFFIX))
+    return "-" if acc == f1 == "-" else f"{acc} / {f1}"
 
 
 def failure_lines(report: dict[str, Any]) -> list[str]:
@@ -567,16 +642,19 @@ def candidate_lines(report: dict[str, Any], variant: Variant) -> list[str]:
         f"Self-training settings tried (mean over every dataset, K and seed; the row above uses the one with the best "
         f"validation accuracy: `{report['selftrain_candidate']}`):",
         "",
-        "| candidate | overrides | val acc (reported round) | test acc (reported round) |",
-        "|---|---|---|---|",
+        "| candidate | overrides | val acc (reported round) | test acc (reported round) | test macro-F1 |",
+        "|---|---|---|---|---|",
     ]
     for c in report["candidates"]:
         overrides = " ".join(variant.candidates[c["candidate"]]) or "(the config in conf/)"
-        lines.append(table_row(c["candidate"], overrides, f"{100 * c['val/acc']:.1f}", f"{100 * c['test/acc']:.1f}"))
+        f1 = f"{100 * c['test/f1_macro']:.1f}" if "test/f1_macro" in c else "-"
+        lines.append(table_row(c["candidate"], overrides, f"{100 * c['val/acc']:.1f}", f"{100 * c['test/acc']:.1f}",
+                               f1))
     for name in report.get("candidates_incomplete", []):
-        lines.append(table_row(name, " ".join(variant.candidates[name]), "incomplete", "not compared (runs missing)"))
-    columns = ["test", *DETAILS]
-    lines += ["", "Per dataset, mean over seeds (accuracies and ECE in %; test at the reported round):", "",
+        lines.append(table_row(name, " ".join(variant.candidates[name]), "incomplete", "not compared (runs missing)",
+                               "-"))
+    columns = ["test", "test macro-F1", *DETAILS]
+    lines += ["", "Per dataset, mean over seeds (accuracies, macro-F1 and ECE in %; test at the reported round):", "",
               table_row("candidate", "dataset", *columns), "|---" * (len(columns) + 2) + "|"]
     for c in report["candidates"]:
         for dataset, row in c.get("per_dataset", {}).items():
@@ -590,8 +668,9 @@ def write_report(report: dict[str, Any], variant: Variant, out_root: Path) -> No
     out_root.mkdir(parents=True, exist_ok=True)
     (out_root / "results.json").write_text(json.dumps(report, indent=2))
     intro = (
-        f"Variant `{report['variant']}`: seeds {variant.seeds}, pool capped at {variant.pool_size}, "
-        f"test capped at {variant.test_size}. Test accuracy / macro-F1 in %, mean ± std over seeds. {header(report)}"
+        f"Variant `{report['variant']}`, prompt: {PROMPT_TITLES[report.get('prompt', 'task')]}. Seeds "
+        f"{variant.seeds}, pool capped at {variant.pool_size}, test capped at {variant.test_size}. Test accuracy / "
+        f"macro-F1 in %, mean ± std over seeds. {header(report)}"
     )
     lines = [intro, "", "| dataset | K | row | test acc | test macro-F1 | notes |", "|---|---|---|---|---|---|"]
     for cell in report["cells"]:
@@ -632,13 +711,16 @@ def plot(report: dict[str, Any], path: Path) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", choices=sorted(VARIANTS), default="quick")
-    parser.add_argument("--out", type=Path, default=None, help="default: experiments/results/benchmark_<variant>")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: experiments/results/benchmark_<variant>, + _names with --prompt names")
     parser.add_argument("--ks", nargs="+", type=int, help="replace the variant's labels per class")
     parser.add_argument("--candidates", nargs="+", help="run only these of the variant's self-training candidates")
+    parser.add_argument("--prompt", choices=sorted(PROMPT_OVERRIDES), default="task",
+                        help="task: the task configs' prompts; names: the label names only (adds task.prompt=null)")
     add_common_flags(parser)
     args = parser.parse_args()
     register_resolvers()
-    out = args.out or REPO_ROOT / "experiments" / "results" / f"benchmark_{args.variant}"
+    out = args.out or default_out(args.variant, args.prompt)
     report = benchmark(
         args.variant,
         out,
@@ -649,6 +731,7 @@ def main() -> int:
         ks=args.ks,
         seeds=args.seeds,
         candidates=args.candidates,
+        prompt=args.prompt,
     )
     print((out / "results.md").read_text())
     print(f"report: {out}/results.md, plot: {out}/test_acc_per_round.png, started {report['started']}")

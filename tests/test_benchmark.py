@@ -1,4 +1,5 @@
-"""The benchmark's code path (experiments/benchmark.py) on the tiny model; needs ../shared/data, else skipped."""
+"""The benchmark's code path (experiments/benchmark.py) on the tiny model (needs ../shared/data, else skipped), and
+its overrides and tables without training."""
 
 from __future__ import annotations
 
@@ -129,3 +130,85 @@ def test_reuse_stages_summary_covers_every_run_in_the_folder(tmp_path) -> None:
     text = (tmp_path / "results.md").read_text()
     assert "| fused | sst2 | 2 | classifier 65.0, similarity 85.0, fused 85.0 | 150 | 90.0 |" in text
     assert "| a | sst2 | " not in text.split("round 1's teachers")[1]  # no teacher records, no row
+
+
+def test_prompt_names_runs_every_job_on_the_label_names(tmp_path) -> None:
+    """--prompt names adds task.prompt=null to every run of every phase, before the --override flags (so that those
+    still win), and says so in the report; nothing is trained: the launch records the jobs and runs none."""
+    from dataclasses import dataclass, field
+
+    from experiments.benchmark import check_prompt, default_out
+    from experiments.launch import Job, Launch, Outcome
+
+    @dataclass
+    class RecordingLaunch(Launch):
+        seen: list[Job] = field(default_factory=list)  # shared by the peers' copy (dataclasses.replace)
+
+        def run(self, jobs: list[Job], title: str = "runs") -> list[Outcome]:
+            self.seen.extend(jobs)
+            outcomes = [Outcome(job, error="not run (recorded by the test)") for job in jobs]
+            self.failures.extend(outcomes)
+            return outcomes
+
+    launch = RecordingLaunch(label="benchmark")
+    report = benchmark("smoke", tmp_path, extra=["model=tiny_bert"], launch=launch, prompt="names")
+    names = [job.name for job in launch.seen]
+    assert any("_sup0_" in name for name in names) and any("_peers_" in name for name in names)
+    for job in launch.seen:
+        assert job.overrides.count("task.prompt=null") == 1, job.name
+        assert job.overrides.index("task.prompt=null") < job.overrides.index("model=tiny_bert")
+    assert report["prompt"] == "names"
+    assert "prompt: label names only (task.prompt=null)" in (tmp_path / "results.md").read_text().splitlines()[0]
+    assert compose_config(["task=sst2", "task.prompt=null"]).task.prompt is None  # the override composes
+    # the default mode adds nothing, and writes its own folder; a folder of the other mode is refused
+    plain = RecordingLaunch(label="benchmark")
+    benchmark("smoke", tmp_path / "task", extra=["model=tiny_bert"], launch=plain)
+    assert plain.seen and not any("task.prompt=null" in job.overrides for job in plain.seen)
+    assert (default_out("cpu", "task").name, default_out("cpu", "names").name) == ("benchmark_cpu",
+                                                                                  "benchmark_cpu_names")
+    with pytest.raises(SystemExit, match="holds runs of --prompt names, not task"):
+        check_prompt("task", tmp_path)
+
+
+def test_benchmark_refuses_a_dataset_without_a_token_cap(tmp_path) -> None:
+    from experiments.benchmark import MAX_LENGTH
+
+    assert {"r8", "newsgroups20"} <= set(MAX_LENGTH)
+    with pytest.raises(SystemExit, match=r"unknown datasets \['imdb'\].*MAX_LENGTH"):
+        benchmark("cpu", tmp_path, datasets=["imdb"])
+
+
+def test_summary_and_candidate_tables_show_macro_f1_beside_accuracy() -> None:
+    from experiments.benchmark import VARIANTS, candidate_lines, summary, summary_lines
+
+    def row(acc: list[float], f1: list[float]) -> dict[str, list[float]]:
+        return {"test/acc": acc, "test/f1_macro": f1}
+
+    cell = {"dataset": "r8", "K": 8, "supervised": row([0.6, 0.7], [0.4, 0.5]), "full": row([0.9], [0.8]),
+            "selftrain": {**row([0.8, 0.8], [0.6, 0.5]), "round0/test/acc": [0.6, 0.7],
+                          "round0/test/f1_macro": [0.4, 0.5]}}
+    report = {"summary": summary([cell])}
+    values = report["summary"]["r8 K=8"]
+    assert values["supervised F1"] == pytest.approx(0.45) and values["gain F1"] == pytest.approx(0.1)
+    assert values["gap closed F1"] == pytest.approx(0.1 / 0.35) and values["selftrain round 0 F1"] == 0.45
+    assert values["gain"] == pytest.approx(0.15)  # accuracy keys as before
+    lines = summary_lines(report)
+    assert "accuracy / macro-F1" in lines[1]
+    assert lines[-2] == (  # the cell's row; the last one is the mean over cells
+        "| r8 K=8 | 65.0 / 45.0 | 65.0 / 45.0 | 80.0 / 55.0 | - | - | 90.0 / 80.0 | +15.0 / +10.0 | 7.1 "
+        "| 60% / 29% |")
+    report.update(selftrain_candidate="default", candidates=[
+        {"candidate": "default", "val/acc": 0.7, "test/acc": 0.8, "test/f1_macro": 0.55,
+         "per_dataset": {"r8": {"test": 0.8, "test macro-F1": 0.55}}},
+        {"candidate": "old", "val/acc": 0.6, "test/acc": 0.7, "per_dataset": {}},  # a report without F1
+    ])
+    table = candidate_lines(report, replace_candidates(VARIANTS["cpu"], ["default", "old"]))
+    assert "| default | (the config in conf/) | 70.0 | 80.0 | 55.0 |" in table
+    assert "| old | x=1 | 60.0 | 70.0 | - |" in table
+    assert any(line.startswith("| default | r8 | 80.0 | 55.0 |") for line in table)
+
+
+def replace_candidates(variant, names: list[str]):
+    from dataclasses import replace
+
+    return replace(variant, candidates={name: [] if name == "default" else ["x=1"] for name in names})
