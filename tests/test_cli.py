@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from alpaca_lightning.pipeline import run
-from tests.conftest import compose_config, tiny_overrides
+from tests.conftest import compose_config, outcome, tiny_overrides
 
 
 def cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
@@ -24,14 +24,18 @@ def without_output_dir(overrides: list[str]) -> list[str]:
     return [o for o in overrides if not o.startswith(("paths.output_dir", "hydra.run.dir"))]
 
 
-def test_multirun_over_two_seeds(synthetic_task, tmp_path) -> None:
+def test_multirun_jobs_give_the_in_process_results(synthetic_task, tiny_run_once, tmp_path) -> None:
+    """Each job of a --multirun (one process, one job after the other) gives what run(cfg) gives in-process for its
+    config, to the last digit: job 1 (3 rounds) the shared tiny run, job 0 (2 rounds) that run's first two rounds."""
     overrides = without_output_dir(tiny_overrides(synthetic_task, tmp_path))
-    overrides += ["selftrain.max_rounds=1", f"hydra.sweep.dir={tmp_path}/sweep", "seed=0,1", "--multirun"]
+    overrides += [f"hydra.sweep.dir={tmp_path}/sweep", "selftrain.max_rounds=1,2", "--multirun"]
     done = cli(overrides, tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    results = [json.loads((tmp_path / "sweep" / str(job) / "results.json").read_text()) for job in (0, 1)]
-    assert [r["seed"] for r in results] == [0, 1]
-    assert all(r["rounds_run"] == 2 for r in results)
+    short, full = (outcome(tmp_path / "sweep" / str(job)) for job in (0, 1))
+    assert full == outcome(tiny_run_once.out)
+    assert short["results"]["rounds_run"] == 2 and short["results"]["best_round"] == 1
+    without_flag = [{k: v for k, v in r.items() if k != "best"} for r in full["rounds"][:2]]
+    assert [{k: v for k, v in r.items() if k != "best"} for r in short["rounds"]] == without_flag
 
 
 def test_multirun_with_the_relaunching_ddp_strategy_fails_fast(synthetic_task, tmp_path) -> None:
