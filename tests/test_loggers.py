@@ -3,6 +3,7 @@ again; TensorBoard and MLflow write the run's metrics to their local files."""
 
 from __future__ import annotations
 
+import json
 import struct
 from pathlib import Path
 
@@ -16,8 +17,8 @@ from tests.test_cli import cli, without_output_dir
 WANDB_BLOCK = 32768  # a .wandb file is a LevelDB-style log: 7-byte file header, then records in 32 KiB blocks
 
 
-def wandb_run_record(run_folder: Path):
-    """The RunRecord (id, group, tags) of an offline W&B run, read from its .wandb file."""
+def wandb_records(run_folder: Path):
+    """Every record (run, history, ...) of an offline W&B run, read from its .wandb file."""
     from wandb.proto import wandb_internal_pb2
 
     data = next(run_folder.glob("*.wandb")).read_bytes()
@@ -33,9 +34,21 @@ def wandb_run_record(run_folder: Path):
             record = wandb_internal_pb2.Record()
             record.ParseFromString(chunk)
             chunk = b""
-            if record.WhichOneof("record_type") == "run":
-                return record.run
+            yield record
+
+
+def wandb_run_record(run_folder: Path):
+    """The RunRecord (id, group, tags) of an offline W&B run."""
+    for record in wandb_records(run_folder):
+        if record.WhichOneof("record_type") == "run":
+            return record.run
     raise AssertionError(f"no run record in {run_folder}")
+
+
+def wandb_history(run_folder: Path) -> list[dict[str, object]]:
+    """The logged rows of an offline W&B run, e.g. [{"_step": 3, "val/acc": 0.625, ...}]."""
+    return [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            for record in wandb_records(run_folder) if record.WhichOneof("record_type") == "history"]
 
 
 def test_the_runs_of_a_multirun_share_a_wandb_group(synthetic_task, tmp_path) -> None:
