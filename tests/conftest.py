@@ -96,6 +96,29 @@ def tiny_overrides(task: dict[str, Path], out_dir: Path) -> list[str]:
 
 
 @dataclass(frozen=True)
+class DataRoot:
+    """Where the benchmark datasets are read from, and how many labels per class a smoke run there can draw."""
+
+    name: str  # "fixture": tests/fixtures/data (always there); "shared": ../shared/data (ALPACA_DATA_DIR)
+    path: Path
+    k: int
+
+
+@pytest.fixture(params=["fixture", pytest.param("shared", marks=pytest.mark.slow)])
+def data_root(request, monkeypatch) -> DataRoot:
+    """Runs a test on the fixture datasets, and on the real ones in ../shared/data where they are (else skipped).
+    ALPACA_DATA_DIR points there, so that runs in other processes read the same root."""
+    if request.param == "fixture":
+        root = DataRoot("fixture", FIXTURE_DATA, k=2)  # 12 rows per class in trec6: 2 labelled and 2 for validation
+    else:
+        root = DataRoot("shared", Path(compose_config([]).paths.data_dir), k=8)
+        if not root.path.is_dir():
+            pytest.skip(f"{root.path} is absent")
+    monkeypatch.setenv("ALPACA_DATA_DIR", str(root.path))
+    return root
+
+
+@dataclass(frozen=True)
 class FinishedRun:
     cfg: DictConfig
     out: Path
