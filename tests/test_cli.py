@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from alpaca_lightning.pipeline import run
 from tests.conftest import compose_config, outcome, tiny_overrides
 
@@ -57,8 +59,11 @@ def test_bad_input_exits_non_zero_with_the_fix(synthetic_task, tmp_path) -> None
 
 
 def test_wandb_logger_works_offline(synthetic_task, tmp_path) -> None:
+    from tests.test_loggers import round_values, wandb_history
+
     overrides = tiny_overrides(synthetic_task, tmp_path) + ["logger=wandb", "selftrain.max_rounds=1"]
     run(compose_config(overrides))  # conftest sets WANDB_MODE=offline and points W&B's folders at tmp_path
     offline_runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(offline_runs) == 1  # every stage of a single-process run logs into one W&B run
-    assert list(offline_runs[0].glob("*.wandb"))
+    logged = [row["round/val/acc"] for row in wandb_history(offline_runs[0]) if "round/val/acc" in row]
+    assert logged == pytest.approx(round_values(tmp_path))  # each round's validation accuracy, as rounds.json has it

@@ -120,6 +120,13 @@ def test_bf16_mixed_run_trains_after_predicting(synthetic_task, tmp_path) -> Non
     info = json.loads((tmp_path / "run_info.json").read_text())
     assert info["precision"] == {"train": "bf16-mixed", "predict_dtype": "bfloat16",
                                  "reason": "hardware.precision=bf16-mixed (as configured)"}
+    from safetensors.torch import load_file
+
+    for k in range(3):  # each round's model trained on from fp32 weights, not from the bf16 copy it predicted with
+        weights = load_file(str(tmp_path / "rounds" / f"round_{k}" / "model" / "model.safetensors"))
+        assert {t.dtype for t in weights.values() if t.is_floating_point()} == {torch.float32}
+    before, after = (load_file(str(tmp_path / "rounds" / f"round_{k}" / "model" / "model.safetensors")) for k in (0, 1))
+    assert any(not torch.equal(before[name], after[name]) for name in before)  # round 1 trained on
 
 
 def test_metrics_are_identical_without_the_nan_fill(synthetic_task, tiny_run_once, tmp_path, monkeypatch) -> None:
