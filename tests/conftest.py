@@ -104,16 +104,20 @@ class DataRoot:
     k: int
 
 
+def data_root_of(name: str) -> DataRoot:
+    if name == "fixture":
+        return DataRoot("fixture", FIXTURE_DATA, k=2)  # 12 rows per class in trec6: 2 labelled, 2 for validation
+    root = DataRoot("shared", Path(compose_config([]).paths.data_dir), k=8)
+    if not root.path.is_dir():
+        pytest.skip(f"{root.path} is absent")
+    return root
+
+
 @pytest.fixture(params=["fixture", pytest.param("shared", marks=pytest.mark.slow)])
 def data_root(request, monkeypatch) -> DataRoot:
     """Runs a test on the fixture datasets, and on the real ones in ../shared/data where they are (else skipped).
     ALPACA_DATA_DIR points there, so that runs in other processes read the same root."""
-    if request.param == "fixture":
-        root = DataRoot("fixture", FIXTURE_DATA, k=2)  # 12 rows per class in trec6: 2 labelled and 2 for validation
-    else:
-        root = DataRoot("shared", Path(compose_config([]).paths.data_dir), k=8)
-        if not root.path.is_dir():
-            pytest.skip(f"{root.path} is absent")
+    root = data_root_of(request.param)
     monkeypatch.setenv("ALPACA_DATA_DIR", str(root.path))
     return root
 

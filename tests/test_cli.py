@@ -25,6 +25,7 @@ def without_output_dir(overrides: list[str]) -> list[str]:
     return [o for o in overrides if not o.startswith(("paths.output_dir", "hydra.run.dir"))]
 
 
+@pytest.mark.slow
 def test_multirun_jobs_give_the_in_process_results(synthetic_task, tiny_run_once, tmp_path) -> None:
     """Each job of a --multirun (one process, one job after the other) gives what run(cfg) gives in-process for its
     config, to the last digit: job 1 (3 rounds) the shared tiny run, job 0 (2 rounds) that run's first two rounds."""

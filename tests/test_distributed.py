@@ -74,6 +74,7 @@ def test_ddp_matches_single_process(single_and_ddp) -> None:
     assert_matches_single_process(*single_and_ddp)
 
 
+@pytest.mark.slow
 def test_real_ddp_strategy_through_the_cli(synthetic_task, tiny_run_once, tmp_path) -> None:
     """strategy=ddp re-launches the script once per process: the same guarantees as the in-process ddp_fork run."""
     overrides = tiny_overrides(synthetic_task, tmp_path) + ["hardware=ddp_cpu", "hardware.strategy=ddp"]

@@ -51,6 +51,7 @@ def wandb_history(run_folder: Path) -> list[dict[str, object]]:
             for record in wandb_records(run_folder) if record.WhichOneof("record_type") == "history"]
 
 
+@pytest.mark.slow
 def test_the_runs_of_a_multirun_share_a_wandb_group(synthetic_task, tmp_path) -> None:
     sweep = tmp_path / "sweep"
     overrides = without_output_dir(tiny_overrides(synthetic_task, tmp_path)) + [

@@ -16,6 +16,7 @@ GENERIC = {"timeout_min", "mem_gb", "nodes", "cpus_per_task", "gpus_per_node", "
            "stderr_to_stdout"}
 
 
+@pytest.mark.slow
 def test_a_job_through_the_submitit_local_launcher_gives_the_in_process_results(synthetic_task, tiny_run_once,
                                                                                  tmp_path) -> None:
     """The job runs in a process that submitit starts, from a pickled Hydra config: its results and round table
