@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -37,12 +38,17 @@ def wandb_records(run_folder: Path):
             yield record
 
 
-def wandb_run_record(run_folder: Path):
-    """The RunRecord (id, group, tags) of an offline W&B run."""
-    for record in wandb_records(run_folder):
-        if record.WhichOneof("record_type") == "run":
-            return record.run
-    raise AssertionError(f"no run record in {run_folder}")
+def wandb_run_record(run_folder: Path, wait_s: float = 10.0):
+    """The RunRecord (id, group, tags) of an offline W&B run. W&B's service process writes the file: on a busy
+    machine it may still be flushing it just after wandb.finish() returns, so this waits a little for the record."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        for record in wandb_records(run_folder):
+            if record.WhichOneof("record_type") == "run":
+                return record.run
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no run record in {run_folder}")
+        time.sleep(0.2)
 
 
 def wandb_history(run_folder: Path) -> list[dict[str, object]]:
