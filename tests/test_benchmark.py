@@ -1,15 +1,20 @@
-"""The benchmark's code path (experiments/benchmark.py) on the tiny model (needs ../shared/data, else skipped), and
-its overrides and tables without training."""
+"""The benchmark's code path (experiments/benchmark.py, with experiments/peers.py and experiments/round_selection.py
+on its output) on the tiny model, on the fixture datasets and, where present, on ../shared/data; and its overrides
+and tables without training."""
 
 from __future__ import annotations
 
+import csv
 import json
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
 
 from experiments.benchmark import benchmark
-from tests.conftest import compose_config
+from experiments.round_selection import runs_of, score
+from tests.conftest import data_root_of
 
 
 def run_best(root: Path, run: str) -> dict[str, float]:
@@ -17,65 +22,103 @@ def run_best(root: Path, run: str) -> dict[str, float]:
     return json.loads((root / "runs" / run / "results.json").read_text())["best"]
 
 
-def test_benchmark_smoke_variant(tmp_path) -> None:
-    if not Path(compose_config([]).paths.data_dir).is_dir():
-        pytest.skip("../shared/data is absent")
-    report = benchmark("smoke", tmp_path, extra=["model=tiny_bert"])
+# per data root: labelled examples of the full-supervision row (TREC-6's training rows less 8 per class for
+# validation, capped at the smoke variant's 200) and of the peers (K per class of 6 classes)
+LABELLED = {"fixture": {"full": 72 - 6 * 8, "peers": 6 * 4}, "shared": {"full": 200, "peers": 6 * 8}}
+# labels per class: 4 of the fixture's 12 per class (and 4 for validation: 24 texts, where 12 tied the candidates)
+K = {"fixture": 4, "shared": 8}
+# Two self-training candidates that differ on validation, so that the choice between them means something: on the
+# real data, round 0 fine-tuned at another rate; the fixture's 24 validation texts tie those two, so there the
+# second candidate learns nothing (validation at chance).
+CANDIDATES = {"fixture": {"default": [], "lr=1e-12": ["stages=[]", "model.classifier.optimizer.lr=1e-12"]},
+              "shared": {"default": [], "finetune_lr=3e-3": ["stages.probe.finetune_lr=3e-3"]}}
+
+
+@dataclass(frozen=True)
+class Benchmarked:
+    root: str
+    k: int
+    out: Path
+    report: dict
+
+    @property
+    def candidates(self) -> list[str]:
+        return list(CANDIDATES[self.root])
+
+    def folder(self, candidate: str) -> str:
+        suffix = "" if candidate == "default" else "-" + re.sub(r"[^A-Za-z0-9_.]+", "-", candidate)
+        return f"trec6_K{self.k}_selftrain{suffix}_s0"
+
+
+@pytest.fixture(scope="module", params=["fixture", pytest.param("shared", marks=pytest.mark.slow)])
+def benchmarked(request, tmp_path_factory) -> Benchmarked:
+    """One smoke benchmark (supervised grid, two self-training candidates, full supervision, the peers) per data
+    root, read by the tests below."""
+    from experiments import benchmark as module
+
+    root = data_root_of(request.param)
+    out = tmp_path_factory.mktemp(f"benchmark_{root.name}")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ALPACA_DATA_DIR", str(root.path))  # the runs are other processes
+        patch.setitem(module.VARIANTS, "smoke", replace(module.VARIANTS["smoke"], candidates=CANDIDATES[root.name]))
+        report = benchmark("smoke", out, extra=["model=tiny_bert"], ks=[K[root.name]])
+    return Benchmarked(root.name, K[root.name], out, report)
+
+
+def test_benchmark_smoke_variant(benchmarked) -> None:
+    k, out, report = benchmarked.k, benchmarked.out, benchmarked.report
     cell = report["cells"][0]
-    assert cell["dataset"] == "trec6" and cell["K"] == 8
+    assert cell["dataset"] == "trec6" and cell["K"] == k
     assert len(cell["selftrain"]["rounds"][0]) == 2
-    assert cell["full"]["labelled"] == 200
-    saved = json.loads((tmp_path / "results.json").read_text())
+    assert cell["full"]["labelled"] == LABELLED[benchmarked.root]["full"]
+    saved = json.loads((out / "results.json").read_text())
     assert saved["cells"][0]["supervised"] == cell["supervised"]
-    table = (tmp_path / "results.md").read_text()
-    assert "| trec6 | 8 | self-training |" in table and "full supervision" in table
-    assert (tmp_path / "test_acc_per_round.png").stat().st_size > 1000
-    # the peers ran on the same splits: 8 labels per class of TREC-6's 6 classes, scored on the same test subset
-    peers = json.loads((tmp_path / "runs" / "trec6_K8_peers_s0" / "results.json").read_text())
-    assert peers["labelled"] == 48 and not (tmp_path / "runs" / "trec6_K8_peers_s0" / "scratch").exists()
+    table = (out / "results.md").read_text()
+    assert f"| trec6 | {k} | self-training |" in table and "full supervision" in table
+    assert (out / "test_acc_per_round.png").stat().st_size > 1000
+    # the peers ran on the same splits: K labels per class of TREC-6's 6 classes, scored on the same test subset
+    peers = json.loads((out / "runs" / f"trec6_K{k}_peers_s0" / "results.json").read_text())
+    assert peers["labelled"] == LABELLED[benchmarked.root]["peers"]
+    assert not (out / "runs" / f"trec6_K{k}_peers_s0" / "scratch").exists()
     for name in ("logistic_regression", "setfit"):
-        assert len(cell[name]["test/acc"]) == 1 and 0.0 <= cell[name]["test/acc"][0] <= 1.0
-    assert "| trec6 | 8 | SetFit |" in table and "gap closed" in table
+        assert cell[name]["test/acc"] == [peers[name]["test/acc"]]
+    assert f"| trec6 | {k} | SetFit |" in table and "gap closed" in table
     # The aggregates, against the best-round test accuracies that each run wrote itself (one seed, one recipe)
-    sup, st, full = (run_best(tmp_path, name)["test/acc"] for name in ("trec6_K8_sup0_s0", "trec6_K8_selftrain_s0",
-                                                                          "trec6_full_s0"))
+    chosen = benchmarked.folder(report["selftrain_candidate"])
+    sup, st, full = (run_best(out, name)["test/acc"] for name in (f"trec6_K{k}_sup0_s0", chosen, "trec6_full_s0"))
     assert (cell["supervised"]["test/acc"], cell["selftrain"]["test/acc"], cell["full"]["test/acc"]) == (
         [sup], [st], [full])
-    summary = report["summary"]["trec6 K=8"]
+    summary = report["summary"][f"trec6 K={k}"]
     assert (summary["supervised"], summary["selftrain"], summary["full"]) == pytest.approx((sup, st, full))
     assert summary["gain"] == pytest.approx(st - sup)
     if full != sup:
         assert summary["gap closed"] == pytest.approx((st - sup) / (full - sup))
-    # alpaca-report's table of the same runs: one row each for supervised, self-training and full supervision
-    import csv
+    # alpaca-report's table of the same runs: supervised, each self-training candidate, full supervision
+    by_kind: dict[tuple[str, str], list[float]] = {}
+    for row in csv.DictReader((out / "alpaca_report" / "report.csv").open()):
+        by_kind.setdefault((row["split.labels_per_class"], row["selftrain.max_rounds"]), []).append(
+            float(row["best:test/acc mean"]))
+    candidates = sorted(run_best(out, benchmarked.folder(name))["test/acc"] for name in benchmarked.candidates)
+    assert {kind: sorted(values) for kind, values in by_kind.items()} == {
+        (str(k), "0"): [pytest.approx(sup)], (str(k), "1"): pytest.approx(candidates), ("None", "0"): [
+            pytest.approx(full)]}
+    # round_selection.py reads the benchmark's per-round records: the last round is the self-training run's
+    rounds = json.loads((out / "runs" / chosen / "rounds.json").read_text())
+    rules = score(runs_of([out / "results.json"]))
+    assert rules["last round"]["per_cell"] == {f"trec6 K={k}": pytest.approx(rounds[-1]["test/acc"])}
+    assert rules["round 0"]["per_cell"] == {f"trec6 K={k}": pytest.approx(rounds[0]["test/acc"])}
 
-    rows = list(csv.DictReader((tmp_path / "alpaca_report" / "report.csv").open()))
-    by_kind = {(r["split.labels_per_class"], r["selftrain.max_rounds"]): r for r in rows}
-    assert set(by_kind) == {("8", "0"), ("8", "1"), ("None", "0")}
-    assert [float(by_kind[k]["best:test/acc mean"]) for k in (("8", "0"), ("8", "1"), ("None", "0"))] == (
-        pytest.approx([sup, st, full]))
 
-
-def test_benchmark_reports_the_self_training_candidate_best_on_validation(tmp_path, monkeypatch) -> None:
-    if not Path(compose_config([]).paths.data_dir).is_dir():
-        pytest.skip("../shared/data is absent")
-    from dataclasses import replace
-
-    from experiments import benchmark as module
-
-    # a candidate that changes round 0 too, so that the two differ on validation and the choice means something
-    candidates = {"default": [], "finetune_lr=3e-3": ["stages.probe.finetune_lr=3e-3"]}
-    monkeypatch.setitem(module.VARIANTS, "smoke", replace(module.VARIANTS["smoke"], candidates=candidates))
-    report = benchmark("smoke", tmp_path, extra=["model=tiny_bert"])
-    folders = {"default": "trec6_K8_selftrain_s0", "finetune_lr=3e-3": "trec6_K8_selftrain-finetune_lr-3e-3_s0"}
-    val = {name: run_best(tmp_path, folder)["val/acc"] for name, folder in folders.items()}  # one seed, one cell
-    assert val["default"] != val["finetune_lr=3e-3"], "a tie would let any choice pass"
+def test_benchmark_reports_the_self_training_candidate_best_on_validation(benchmarked) -> None:
+    out, report = benchmarked.out, benchmarked.report
+    val = {name: run_best(out, benchmarked.folder(name))["val/acc"] for name in benchmarked.candidates}  # one seed
+    assert len(set(val.values())) == 2, "a tie would let any choice pass"
     scores = {c["candidate"]: c for c in report["candidates"]}
     assert {name: scores[name]["val/acc"] for name in scores} == pytest.approx(val)
     assert report["selftrain_candidate"] == max(val, key=val.get)
-    chosen = run_best(tmp_path, folders[max(val, key=val.get)])
+    chosen = run_best(out, benchmarked.folder(max(val, key=val.get)))
     assert report["cells"][0]["selftrain"]["test/acc"] == [chosen["test/acc"]]
-    assert "Self-training settings tried" in (tmp_path / "results.md").read_text()
+    assert "Self-training settings tried" in (out / "results.md").read_text()
 
 
 def test_reuse_stages_settings_replace_the_keys_they_set() -> None:

@@ -23,9 +23,23 @@ def group_options(group: str) -> list[str]:
     "group,option", [(g, o) for g in GROUPS for o in group_options(g)], ids=lambda v: str(v)
 )
 def test_every_group_option_composes(group: str, option: str) -> None:
+    """The option composes, and every value its file sets lands under the group's key as written (a wrong
+    ``# @package`` line, or a later default overriding it, would move or change it)."""
+    from omegaconf import OmegaConf
+
     value = f"[{option}]" if group in LIST_GROUPS else option
     cfg = compose_config([f"{group}={value}", "paths.output_dir=/tmp/unused"])
     assert cfg[group] is not None
+    written = OmegaConf.to_container(OmegaConf.load(Path(CONF_DIR) / group / f"{option}.yaml"), resolve=False)
+    written.pop("defaults", None)
+    composed = OmegaConf.to_container(cfg[group], resolve=False)
+    for key, expected in leaves(written).items():
+        if f"{group}.{key}" == "paths.output_dir":  # set on the command line above
+            continue
+        node = composed
+        for part in key.split("."):
+            node = node[part]
+        assert node == expected, key
 
 
 EXPERIMENT_DIR = Path(CONF_DIR) / "experiment"

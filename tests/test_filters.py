@@ -21,7 +21,6 @@ def round_context(round_index: int = 1, classes: int = 3) -> SelectionContext:
     return SelectionContext(round_index, np.full(classes, 1.0 / classes))
 
 
-
 def test_confidence_threshold_keeps_confident_only() -> None:
     probs = probs_for([0, 1, 2, 0], [0.95, 0.5, 0.9, 0.89])
     assert apply_filters([ConfidenceThreshold(0.9)], probs, round_context()).tolist() == [True, False, True, False]
@@ -92,16 +91,34 @@ def test_entropy_threshold_looks_at_the_whole_distribution() -> None:
     assert apply_filters([EntropyThreshold(max_entropy=1.0)], probs, round_context()).all()
 
 
-def test_curriculum_grows_the_selection_each_round() -> None:
-    rng = np.random.default_rng(1)
-    probs = probs_for(rng.integers(0, 3, size=300).tolist(), rng.uniform(0.4, 1.0, size=300).tolist())
-    curriculum = Curriculum(start=20, step=30, maximum=100)
-    sizes = [int(apply_filters([curriculum], probs, round_context(k)).sum()) for k in (1, 2, 3, 4)]
-    assert sizes[0] < sizes[1] < sizes[2] < sizes[3] == 300
-    first, second = (apply_filters([curriculum], probs, round_context(k)) for k in (1, 2))
-    assert not (first & ~second).any()  # each round's selection contains the previous one
-    counts = np.bincount(probs.argmax(1), minlength=3)
-    assert np.bincount(probs.argmax(1)[first], minlength=3).tolist() == np.ceil(counts * 0.2).astype(int).tolist()
+# Curriculum input: class 0 in rows 0-9, class 1 in rows 10-16, class 2 in rows 17-19, each class at rising
+# confidence, so a class's most confident rows are its last ones.
+CURRICULUM_PROBS = probs_for([0] * 10 + [1] * 7 + [2] * 3,
+                             [*np.linspace(0.5, 0.9, 10), *np.linspace(0.5, 0.9, 7), *np.linspace(0.5, 0.9, 3)])
+
+
+@pytest.mark.parametrize("round_index,per_class,kept", [
+    # start 20 %, step 30 %: ceil(20 % of 10, 7, 3) = 2, 2, 1
+    (1, [2, 2, 1], [8, 9, 15, 16, 19]),
+    # 50 %: 5, ceil(3.5) = 4, ceil(1.5) = 2
+    (2, [5, 4, 2], [5, 6, 7, 8, 9, 13, 14, 15, 16, 18, 19]),
+    # 80 %: 8, ceil(5.6) = 6, ceil(2.4) = 3
+    (3, [8, 6, 3], [*range(2, 10), *range(11, 17), 17, 18, 19]),
+    # 110 % capped at 100 %: every row
+    (4, [10, 7, 3], list(range(20))),
+])
+def test_curriculum_keeps_the_top_share_of_each_class_per_round(round_index, per_class, kept) -> None:
+    keep = apply_filters([Curriculum(start=20, step=30, maximum=100)], CURRICULUM_PROBS, round_context(round_index))
+    assert np.bincount(CURRICULUM_PROBS.argmax(1)[keep], minlength=3).tolist() == per_class
+    assert np.flatnonzero(keep).tolist() == kept
+
+
+def test_curriculum_stops_growing_at_its_maximum() -> None:
+    curriculum = Curriculum(start=20, step=30, maximum=60)
+    counts = [np.bincount(CURRICULUM_PROBS.argmax(1)[apply_filters([curriculum], CURRICULUM_PROBS, round_context(k))],
+                          minlength=3).tolist() for k in (1, 2, 3, 9)]
+    # 20 %, 50 %, then 60 % for good: ceil(6.0, 4.2, 1.8) = 6, 5, 2
+    assert counts == [[2, 2, 1], [5, 4, 2], [6, 5, 2], [6, 5, 2]]
 
 
 def test_distribution_alignment_moves_the_histogram_toward_the_prior() -> None:

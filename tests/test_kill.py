@@ -26,6 +26,8 @@ import pytest
 from tests.conftest import tiny_overrides
 from tests.kill_harness import Zygote
 
+pytestmark = pytest.mark.slow  # whole runs killed and re-run, one after the other
+
 KILL_POINTS = int(os.environ.get("ALPACA_KILL_POINTS", "20"))
 KILL_TIMED = int(os.environ.get("ALPACA_KILL_TIMED", "2"))
 POINTS_PER_CHAIN = 20

@@ -23,6 +23,7 @@ def test_job_list_keeps_every_override_intact(tmp_path) -> None:
     assert read_jobs(path) == [{"name": "one", "overrides": overrides}]
 
 
+@pytest.mark.slow
 def test_launch_runs_failures_and_reuse(synthetic_task, tmp_path) -> None:
     runs = tmp_path / "runs"
     base = without_output_dir(tiny_overrides(synthetic_task, tmp_path)) + ["selftrain.max_rounds=1", "logger=none"]

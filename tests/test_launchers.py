@@ -15,6 +15,7 @@ from tests.test_cli import cli, without_output_dir
 pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
 
 
+@pytest.mark.slow
 def test_joblib_multirun_then_alpaca_report(synthetic_task, tmp_path) -> None:
     sweep = tmp_path / "sweep"
     overrides = without_output_dir(tiny_overrides(synthetic_task, tmp_path)) + [

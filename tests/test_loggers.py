@@ -3,7 +3,9 @@ again; TensorBoard and MLflow write the run's metrics to their local files."""
 
 from __future__ import annotations
 
+import json
 import struct
+import time
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,8 @@ from tests.test_cli import cli, without_output_dir
 WANDB_BLOCK = 32768  # a .wandb file is a LevelDB-style log: 7-byte file header, then records in 32 KiB blocks
 
 
-def wandb_run_record(run_folder: Path):
-    """The RunRecord (id, group, tags) of an offline W&B run, read from its .wandb file."""
+def wandb_records(run_folder: Path):
+    """Every record (run, history, ...) of an offline W&B run, read from its .wandb file."""
     from wandb.proto import wandb_internal_pb2
 
     data = next(run_folder.glob("*.wandb")).read_bytes()
@@ -33,11 +35,29 @@ def wandb_run_record(run_folder: Path):
             record = wandb_internal_pb2.Record()
             record.ParseFromString(chunk)
             chunk = b""
+            yield record
+
+
+def wandb_run_record(run_folder: Path, wait_s: float = 10.0):
+    """The RunRecord (id, group, tags) of an offline W&B run. W&B's service process writes the file: on a busy
+    machine it may still be flushing it just after wandb.finish() returns, so this waits a little for the record."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        for record in wandb_records(run_folder):
             if record.WhichOneof("record_type") == "run":
                 return record.run
-    raise AssertionError(f"no run record in {run_folder}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no run record in {run_folder}")
+        time.sleep(0.2)
 
 
+def wandb_history(run_folder: Path) -> list[dict[str, object]]:
+    """The logged rows of an offline W&B run, e.g. [{"_step": 3, "val/acc": 0.625, ...}]."""
+    return [{item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            for record in wandb_records(run_folder) if record.WhichOneof("record_type") == "history"]
+
+
+@pytest.mark.slow
 def test_the_runs_of_a_multirun_share_a_wandb_group(synthetic_task, tmp_path) -> None:
     sweep = tmp_path / "sweep"
     overrides = without_output_dir(tiny_overrides(synthetic_task, tmp_path)) + [

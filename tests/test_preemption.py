@@ -36,6 +36,7 @@ def uninterrupted(synthetic_task, tmp_path_factory):
     return normalised(out)
 
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_checkpoints_exits_75_and_resumes_exactly(synthetic_task, uninterrupted, tmp_path):
     out = tmp_path / "run"
     argv = preemption_overrides(synthetic_task, out)
@@ -58,6 +59,7 @@ def test_sigterm_mid_epoch_checkpoints_exits_75_and_resumes_exactly(synthetic_ta
     assert not resume_dir(round0).exists()  # deleted once the round is complete
 
 
+@pytest.mark.slow
 def test_external_sigusr1_during_a_student_round(synthetic_task, uninterrupted, tmp_path):
     """SLURM's warning signal, sent from outside while round 1 trains; the sweep-style re-run finishes it."""
     out = tmp_path / "run"

@@ -58,19 +58,37 @@ def test_propagation_teacher_and_calibration_in_a_run(synthetic_task, tmp_path) 
     recorded."""
     import json
 
-    from alpaca_lightning.pipeline import run
+    import pandas as pd
+
+    from alpaca_lightning.pipeline import load_splits, run
+    from alpaca_lightning.selftrain.calibration import fit_temperature, temper
     from tests.conftest import compose_config, tiny_overrides
 
     overrides = tiny_overrides(synthetic_task, tmp_path) + [
         "teachers=[classifier,propagation]", "fusion=agreement", "calibration=temperature",
         "selftrain.max_rounds=1",
     ]
-    run(compose_config(overrides))
+    cfg = compose_config(overrides)
+    run(cfg)
+    splits = load_splits(cfg)
     record = json.loads((tmp_path / "rounds" / "round_1" / "metrics.json").read_text())
-    assert record["calibration/temperature"] > 0
+    teacher = tmp_path / "rounds" / "round_0" / "teacher_predictions"
+    with np.load(teacher / "propagation" / "probs.npz") as saved:
+        spread = {split: saved[split] for split in ("pool", "validation")}
+    assert spread["pool"].shape == (200, 2) and spread["validation"].shape == (60, 2)
+    np.testing.assert_allclose(spread["pool"].sum(1), 1.0, rtol=1e-6)
+    assert record["teacher_propagation/pool_acc"] == pytest.approx(
+        (spread["pool"].argmax(1) == splits.pool.labels).mean())
+    # agreement: the mean of the two teachers, tempered by the temperature that fits validation best
+    classifier = {split: np.load(teacher / split / "probs.npy") for split in ("pool", "validation")}
+    mean = {split: (classifier[split] + spread[split]) / 2 for split in ("pool", "validation")}
+    temperature = fit_temperature(mean["validation"], splits.validation.labels)
+    assert record["calibration/temperature"] == pytest.approx(temperature)
+    table = pd.read_csv(tmp_path / "rounds" / "round_1" / "pseudo_labels.csv")
+    assert len(table) > 0
+    np.testing.assert_allclose(table[["prob_neg", "prob_pos"]].to_numpy(),
+                               temper(mean["pool"], temperature)[table["index"]], rtol=1e-4)
+    agree = classifier["pool"].argmax(1) == spread["pool"].argmax(1)
+    assert agree[table["index"]].all()  # only where the two teachers agree
     assert "teacher/val_ece_uncalibrated" in record and "teacher/val_ece" in record
-    assert 0.0 <= record["teacher_propagation/pool_acc"] <= 1.0
-    with np.load(tmp_path / "rounds" / "round_0" / "teacher_predictions" / "propagation" / "probs.npz") as saved:
-        assert saved["pool"].shape == (200, 2) and saved["validation"].shape == (60, 2)
-        np.testing.assert_allclose(saved["pool"].sum(1), 1.0, rtol=1e-6)
     assert "before calibration" in (tmp_path / "report.md").read_text()

@@ -7,20 +7,18 @@ import pytest
 
 from alpaca_lightning import reproduce
 from alpaca_lightning.errors import AlpacaError
-from alpaca_lightning.pipeline import run
-from tests.conftest import compose_config, tiny_overrides
+from tests import conftest
 
 
 @pytest.fixture(scope="module")
-def finished_run(synthetic_task, tmp_path_factory):
-    out = tmp_path_factory.mktemp("recorded")
-    run(compose_config(tiny_overrides(synthetic_task, out) + ["selftrain.max_rounds=1"]))
-    return out
+def finished_run(tiny_run_once):
+    return tiny_run_once.out
 
 
 def test_a_finished_run_reproduces_to_identical_metrics(finished_run, tmp_path) -> None:
     outcome = reproduce.reproduce(finished_run, tmp_path / "again")
     assert outcome["differences"] == []
+    assert conftest.outcome(tmp_path / "again") == conftest.outcome(finished_run)  # what "identical" means
     assert (tmp_path / "again" / "results.json").is_file()
     assert (tmp_path / "again" / "logs").is_dir() and not (finished_run / "reproduced").exists()
     assert reproduce.compare({"best": {"test/acc": 0.5}}, {"best": {"test/acc": 0.51}}, 0.0) == [

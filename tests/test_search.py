@@ -48,6 +48,7 @@ def trials(db: Path) -> list[tuple[int, str, dict[str, float]]]:
     return [(number, state, by_trial.get(trial_id, {})) for trial_id, number, state in rows]
 
 
+@pytest.mark.slow
 def test_a_killed_search_resumes_with_only_the_missing_trials(synthetic_task, tmp_path) -> None:
     (tmp_path / "killer.py").write_text(KILLER)  # importable: the CLI runs with tmp_path as its working folder
     search, db = tmp_path / "search", tmp_path / "search" / "optuna.db"

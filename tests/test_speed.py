@@ -10,6 +10,7 @@ import pytest
 from experiments import speed
 
 
+@pytest.mark.slow
 def test_speed_benchmark_smoke(synthetic_task, tmp_path) -> None:
     overrides = [
         "model=tiny_bert", "task=files", "task.label_names=[neg,pos]",
