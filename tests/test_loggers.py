@@ -78,6 +78,7 @@ def test_the_runs_of_a_multirun_share_a_wandb_group(synthetic_task, tmp_path) ->
     assert [r.run_id for r in runs] == [(sweep / job / "wandb_id.txt").read_text().strip() for job in ("0", "1")]
 
 
+@pytest.mark.slow
 def test_a_resumed_run_logs_into_its_wandb_run_again(synthetic_task, tmp_path) -> None:
     overrides = tiny_overrides(synthetic_task, tmp_path) + ["logger=wandb", "selftrain.max_rounds=1"]
     run(compose_config(overrides))
@@ -118,6 +119,7 @@ def test_tensorboard_logger_writes_the_metrics_offline(synthetic_task, tmp_path)
     assert "train/loss" in tensorboard_scalars(tmp_path / "tensorboard" / "round_1")
 
 
+@pytest.mark.slow
 def test_mlflow_logger_writes_the_metrics_to_a_local_store(synthetic_task, tmp_path) -> None:
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
