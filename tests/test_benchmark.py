@@ -50,7 +50,8 @@ class Benchmarked:
         return f"trec6_K{self.k}_selftrain{suffix}_s0"
 
 
-@pytest.fixture(scope="module", params=["fixture", pytest.param("shared", marks=pytest.mark.slow)])
+# both slow: a benchmark is several processes and runs (the fixture datasets' one runs in `make test` and CI)
+@pytest.fixture(scope="module", params=[pytest.param(name, marks=pytest.mark.slow) for name in ("fixture", "shared")])
 def benchmarked(request, tmp_path_factory) -> Benchmarked:
     """One smoke benchmark (supervised grid, two self-training candidates, full supervision, the peers) per data
     root, read by the tests below."""

@@ -61,6 +61,7 @@ def rows_in(dm: SelfTrainingDataModule, split: str, positions=None) -> set[int]:
     return {token for i in (positions if positions is not None else range(len(ids))) for token in ids[i]}
 
 
+@pytest.mark.slow
 def test_training_only_seen_rows_gives_the_same_model_as_training_every_row(encoder) -> None:
     seen, before = fitted(encoder, "seen", weight_decay=0.0)
     every, _ = fitted(encoder, "all", weight_decay=0.0)
@@ -80,6 +81,7 @@ def test_training_only_seen_rows_gives_the_same_model_as_training_every_row(enco
     assert not changed[validation_only].any()
 
 
+@pytest.mark.slow
 def test_with_weight_decay_only_the_unseen_rows_differ(encoder) -> None:
     seen, before = fitted(encoder, "seen", weight_decay=0.1)
     every, _ = fitted(encoder, "all", weight_decay=0.1)

@@ -6,11 +6,13 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from alpaca_lightning.pipeline import run
 from tests.conftest import compose_config, tiny_overrides
 
 
+@pytest.mark.slow
 def test_an_ablation_experiment_runs(synthetic_task, tmp_path) -> None:
     """ablation/fused_teachers: the classifier and label spreading teach, and a pool example is pseudo-labelled
     only where the two agree."""

@@ -18,11 +18,21 @@ from tests.test_cli import cli, without_output_dir
 WANDB_BLOCK = 32768  # a .wandb file is a LevelDB-style log: 7-byte file header, then records in 32 KiB blocks
 
 
-def wandb_records(run_folder: Path):
-    """Every record (run, history, ...) of an offline W&B run, read from its .wandb file."""
+def wandb_records(run_folder: Path, wait_s: float = 15.0) -> list:
+    """Every record (run, history, ..., exit) of a finished offline W&B run, read from its .wandb file. W&B's service
+    process writes that file: on a busy machine it may still be flushing it just after wandb.finish() returns, so
+    this waits (a little) for the exit record that ends it."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        records = list(parse_wandb_file(next(run_folder.glob("*.wandb")).read_bytes()))
+        if any(r.WhichOneof("record_type") == "exit" for r in records) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.2)
+
+
+def parse_wandb_file(data: bytes):
     from wandb.proto import wandb_internal_pb2
 
-    data = next(run_folder.glob("*.wandb")).read_bytes()
     pos, chunk = 7, b""
     while pos + 7 <= len(data):
         if WANDB_BLOCK - pos % WANDB_BLOCK < 7:  # a block's tail too short for a header is padding
@@ -38,17 +48,12 @@ def wandb_records(run_folder: Path):
             yield record
 
 
-def wandb_run_record(run_folder: Path, wait_s: float = 10.0):
-    """The RunRecord (id, group, tags) of an offline W&B run. W&B's service process writes the file: on a busy
-    machine it may still be flushing it just after wandb.finish() returns, so this waits a little for the record."""
-    deadline = time.monotonic() + wait_s
-    while True:
-        for record in wandb_records(run_folder):
-            if record.WhichOneof("record_type") == "run":
-                return record.run
-        if time.monotonic() > deadline:
-            raise AssertionError(f"no run record in {run_folder}")
-        time.sleep(0.2)
+def wandb_run_record(run_folder: Path):
+    """The RunRecord (id, group, tags) of an offline W&B run."""
+    for record in wandb_records(run_folder):
+        if record.WhichOneof("record_type") == "run":
+            return record.run
+    raise AssertionError(f"no run record in {run_folder}")
 
 
 def wandb_history(run_folder: Path) -> list[dict[str, object]]:
@@ -73,6 +78,7 @@ def test_the_runs_of_a_multirun_share_a_wandb_group(synthetic_task, tmp_path) ->
     assert [r.run_id for r in runs] == [(sweep / job / "wandb_id.txt").read_text().strip() for job in ("0", "1")]
 
 
+@pytest.mark.slow
 def test_a_resumed_run_logs_into_its_wandb_run_again(synthetic_task, tmp_path) -> None:
     overrides = tiny_overrides(synthetic_task, tmp_path) + ["logger=wandb", "selftrain.max_rounds=1"]
     run(compose_config(overrides))
@@ -113,6 +119,7 @@ def test_tensorboard_logger_writes_the_metrics_offline(synthetic_task, tmp_path)
     assert "train/loss" in tensorboard_scalars(tmp_path / "tensorboard" / "round_1")
 
 
+@pytest.mark.slow
 def test_mlflow_logger_writes_the_metrics_to_a_local_store(synthetic_task, tmp_path) -> None:
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient

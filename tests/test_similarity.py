@@ -97,6 +97,7 @@ def test_each_teacher_is_calibrated_on_validation_before_the_product(similarity_
     np.testing.assert_allclose(table[["prob_neg", "prob_pos"]].to_numpy(), fused[table["index"]], rtol=1e-4)
 
 
+@pytest.mark.slow
 def test_teacher_selection_fuses_only_the_teachers_that_help_on_validation(synthetic_task, tmp_path) -> None:
     """The default teacher_selection=validation: round 1 records which teachers it fused, and its pseudo-labels
     carry exactly those teachers' product (calibrated where there are two, as predicted where one is left)."""
