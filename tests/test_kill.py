@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_overrides
+from tests.conftest import outcome, tiny_overrides
 from tests.kill_harness import Zygote
 
 pytestmark = pytest.mark.slow  # whole runs killed and re-run, one after the other
@@ -32,8 +32,6 @@ KILL_POINTS = int(os.environ.get("ALPACA_KILL_POINTS", "20"))
 KILL_TIMED = int(os.environ.get("ALPACA_KILL_TIMED", "2"))
 POINTS_PER_CHAIN = 20
 PROMPT = "task.prompt={pattern:'{text} it was {mask}.',verbalizers:[awful,great]}"
-# Outputs that differ between two folders by design: wall times, and the config's hash (it holds the folder).
-VOLATILE = ("wall_time_s", "config_sha256")
 
 
 def kill_test_overrides(task: dict[str, Path], out: Path) -> list[str]:
@@ -116,17 +114,9 @@ def unique_labels(trace: list[str]) -> list[str]:
 
 def normalised(run_dir: Path) -> dict:
     """What must equal an uninterrupted run: results.json and the round table, without wall times and paths."""
-    def clean(value):
-        if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items() if k not in VOLATILE}
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return value.replace(str(run_dir), "<run>") if isinstance(value, str) else value
-
     rounds_csv = (run_dir / "rounds.csv").read_text().splitlines()
-    return {"results": clean(json.loads((run_dir / "results.json").read_text())),
-            "rounds": clean(json.loads((run_dir / "rounds.json").read_text())),
-            "rounds_csv_header": rounds_csv[0], "rounds_csv_rows": len(rounds_csv), "files": output_files(run_dir)}
+    return {**outcome(run_dir), "rounds_csv_header": rounds_csv[0], "rounds_csv_rows": len(rounds_csv),
+            "files": output_files(run_dir)}
 
 
 def output_files(run_dir: Path) -> list[str]:
