@@ -4,8 +4,8 @@ It tokenizes every split once and serves training data as named streams (``STREA
 the current pseudo-labelled examples, ``pool`` the unlabelled texts (for consistency losses). A training batch is
 a dict of the streams that the module being trained asks for (``module.streams``); the ``train`` stream sets the
 epoch and every other stream gives one batch per ``train`` batch. Any split is served for prediction with each
-batch carrying dataset indices. ``for_round`` makes each fit its own DataModule with a round's pseudo-label set installed. Training labels
-come only from the labelled set and from the installed pseudo-labels (the pipeline hides the pool's gold labels).
+batch carrying dataset indices. ``for_round`` makes each fit its own DataModule with a round's pseudo-label set
+installed. Training labels come only from the labelled set and from the installed pseudo-labels (the pipeline hides the pool's gold labels).
 """
 
 from __future__ import annotations
