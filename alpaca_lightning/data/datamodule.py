@@ -5,7 +5,8 @@ the current pseudo-labelled examples, ``pool`` the unlabelled texts (for consist
 a dict of the streams that the module being trained asks for (``module.streams``); the ``train`` stream sets the
 epoch and every other stream gives one batch per ``train`` batch. Any split is served for prediction with each
 batch carrying dataset indices. ``for_round`` makes each fit its own DataModule with a round's pseudo-label set
-installed. Training labels come only from the labelled set and from the installed pseudo-labels (the pipeline hides the pool's gold labels).
+installed. Training labels come only from the labelled set and from the installed pseudo-labels (the pipeline
+hides the pool's gold labels).
 """
 
 from __future__ import annotations
