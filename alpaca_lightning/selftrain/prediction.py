@@ -116,8 +116,8 @@ def predict_split_once(
     predict: Callable[..., Predictions] | None = None,
 ) -> Predictions:
     """``predict_split`` (or the task kind's ``predict``) for a model that no longer changes (a teacher): the merged
-    probabilities are kept in ``out_dir/probs.npy``, so a teacher that teaches several rounds predicts the pool once. The module is only
-    built when there is something to predict."""
+    probabilities are kept in ``out_dir/probs.npy``, so a teacher that teaches several rounds predicts the pool
+    once. The module is only built when there is something to predict."""
     out_dir = Path(out_dir)
     shards = out_dir.with_name(f".{out_dir.name}.shards")
     produce_once(
