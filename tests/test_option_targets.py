@@ -700,14 +700,18 @@ def _records(scores: list[float]):
     return [RoundRecord(k, k - 1 if k else None, 10, {"val/acc": v}) for k, v in enumerate(scores)]
 
 
-def check_schedule(cfg: DictConfig, _, teaches: int, reports: int, stops: bool) -> None:
+def check_schedule(cfg: DictConfig, _, teaches: int, reports: int, stops: bool,
+                   rejected: frozenset = frozenset()) -> None:
     schedule = instantiate(cfg.schedule)
-    records = _records([0.5, 0.8, 0.6])  # round 1 is the best, round 2 the last
+    records = _records([0.5, 0.85, 0.55])  # round 1 is the best, round 2 the last
+    # of 20 validation examples: round 1 gains 7 on round 0; round 2 loses 6 of round 1's, gains none (p = 1/64)
+    for record, right in zip(records, (10, 17, 11)):
+        schedule.round_finished(record, lambda right=right: np.arange(20) < right)
+    assert schedule.stop_reason(records[1], True, "val/acc") == ""
+    assert bool(schedule.stop_reason(records[2], False, "val/acc")) is stops
     assert schedule.teacher_round(records, records[1]) == teaches
     assert schedule.reported(records, records[1]).round == reports
-    assert bool(schedule.stop_reason(records[2], False, "val/acc")) is stops
-    assert schedule.stop_reason(records[1], True, "val/acc") == ""
-    assert schedule.kept_models(records, records[1], last_needed=True) == {reports, 2}
+    assert schedule.kept_models(records, records[1], last_needed=True) == {reports} | ({2} - rejected)
 
 
 def _teacher(name: str, right: float, sure: float, seed: int):
@@ -736,15 +740,30 @@ def check_calibration(cfg: DictConfig, _, per_teacher: bool, fused: bool) -> Non
     assert ("calibration/temperature_sure" in diagnostics) is per_teacher
 
 
-def check_teacher_selection(cfg: DictConfig, _, drops_noise: bool) -> None:
+def _evidence(output: dict, gold: np.ndarray):
+    from alpaca_lightning.selftrain.teacher_selection import TeacherEvidence
+
+    return TeacherEvidence(output["validation"], output["pool"].probs, output["validation"].probs, gold)
+
+
+def check_teacher_selection(cfg: DictConfig, _, drops_noise: bool, checks_pool: bool) -> None:
     selection = instantiate(cfg.teacher_selection)
     good, val_gold = _teacher("good", 0.9, 0.8, seed=1)
     noise = {split: TeacherOutput("noise", np.random.default_rng(2).dirichlet([0.3, 0.3], len(o.probs)))
              for split, o in good.items()}
+    # right on validation (it lowers the fused validation NLL), at chance against the classifier on the pool: a
+    # zero-shot teacher that a handful of validation labels flatter
+    lucky = {"validation": TeacherOutput("lucky", np.eye(2)[val_gold] * 0.8 + 0.1),
+             "pool": TeacherOutput("lucky", np.random.default_rng(3).dirichlet([1, 1], 100))}
+    prior = np.array([0.5, 0.5])
     diagnostics: dict = {}
-    kept = selection.select(1, MeanFusion(), [good["validation"], noise["validation"]], val_gold, diagnostics)
-    assert kept == ([0] if drops_noise else [0, 1])
-    assert selection.select(1, MeanFusion(), [good["validation"]], val_gold, {}) == [0]
+    teachers = [_evidence(good, val_gold), _evidence(noise, val_gold), _evidence(lucky, val_gold)]
+    kept = selection.select(1, MeanFusion(), teachers, val_gold, prior, diagnostics)
+    assert kept == ([0] if checks_pool else [0, 2] if drops_noise else [0, 1, 2])
+    assert selection.select(1, MeanFusion(), teachers[:1], val_gold, prior, {}) == [0]
+    if checks_pool:
+        assert diagnostics["teacher_lucky/check_agreement_z"] < selection.min_agreement_z
+        assert diagnostics["teacher_lucky/check_gold_p"] < 0.001  # it passes the gold check: the pool refuses it
 
 
 def check_student_init(cfg: DictConfig, env: Env, starts_from: str) -> None:
@@ -768,8 +787,12 @@ CHECKS.update({
     ("calibration", "none"): functools.partial(check_calibration, per_teacher=False, fused=False),
     ("calibration", "temperature"): functools.partial(check_calibration, per_teacher=False, fused=True),
     ("calibration", "teachers"): functools.partial(check_calibration, per_teacher=True, fused=False),
-    ("teacher_selection", "all"): functools.partial(check_teacher_selection, drops_noise=False),
-    ("teacher_selection", "validation"): functools.partial(check_teacher_selection, drops_noise=True),
+    ("schedule", "guarded"): functools.partial(check_schedule, teaches=2, reports=1, stops=True,
+                                               rejected=frozenset({2})),
+    ("teacher_selection", "all"): functools.partial(check_teacher_selection, drops_noise=False, checks_pool=False),
+    ("teacher_selection", "validation"): functools.partial(check_teacher_selection, drops_noise=True,
+                                                           checks_pool=False),
+    ("teacher_selection", "checked"): functools.partial(check_teacher_selection, drops_noise=True, checks_pool=True),
     ("student_init", "continue"): functools.partial(check_student_init, starts_from="teacher"),
     ("student_init", "reset"): functools.partial(check_student_init, starts_from="encoder"),
     ("student_init", "stages"): functools.partial(check_student_init, starts_from="stages"),

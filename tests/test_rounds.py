@@ -215,6 +215,27 @@ def test_min_precision_stops_before_a_round_whose_labels_would_be_too_often_wron
     assert not (tmp_path / "gated" / "rounds" / "round_1" / "COMPLETE").exists()
 
 
+def test_max_prior_distance_stops_before_a_round_whose_labels_are_skewed_against_the_prior(
+    synthetic_task, tmp_path
+) -> None:
+    """The selection's distance from the pool's prior (here given: task.class_prior) is recorded; a gate just
+    below it refuses the round, and just above it lets the round run."""
+    base = tiny_overrides(synthetic_task, tmp_path / "open") + ["selftrain.max_rounds=1", "task.class_prior=[0.8,0.2]"]
+    pipeline.run(compose_config(base))
+    opened = json.loads((tmp_path / "open" / "rounds.json").read_text())
+    table = pd.read_csv(tmp_path / "open" / "rounds" / "round_1" / "pseudo_labels.csv")
+    shares = np.bincount(table["label"], minlength=2) / len(table)
+    distance = 0.5 * np.abs(shares - [0.8, 0.2]).sum()
+    assert opened[1]["pseudo/prior_distance"] == pytest.approx(distance) and distance > 0
+    for name, gate, runs in (("below", distance * 0.99, False), ("above", min(1.0, distance * 1.01), True)):
+        out = tmp_path / name
+        pipeline.run(compose_config(tiny_overrides(synthetic_task, out) + [
+            "selftrain.max_rounds=1", "task.class_prior=[0.8,0.2]", f"selftrain.max_prior_distance={gate}"]))
+        results = json.loads((out / "results.json").read_text())
+        assert results["rounds_run"] == (2 if runs else 1), name
+        assert ("beyond selftrain.max_prior_distance" in results["stop_reason"]) is not runs
+
+
 @pytest.mark.parametrize("value", [0.0, 1.5])
 def test_a_min_precision_outside_0_1_is_refused(value) -> None:
     yaml = OmegaConf.to_container(OmegaConf.load(REPO_ROOT / "conf" / "selftrain" / "default.yaml"))
@@ -329,6 +350,25 @@ def test_schedule_best_teacher_teaches_from_the_best_round_and_stops_at_the_firs
     assert _run(loop) == ([0, 1, 2, 3], 2)
     assert [r for r in loop.teacher_model_present] == [1, 2, 3]
     assert "schedule=best_teacher" in loop.stop_reason
+
+
+def test_schedule_guarded_reports_the_teacher_of_a_student_that_is_worse_on_validation(tmp_path) -> None:
+    """A student that loses 6 of its teacher's 20 right validation answers and gains none (sign test p = 1/64)
+    ends the run: it is neither reported nor kept, its teacher round is. A loss of 2 (p = 1/4) is noise."""
+    right = {0: 10, 1: 14, 2: 12, 3: 6, 4: 20}  # of 20 validation examples, the first ``right`` of them
+
+    def scripted(name: str, alpha: float):
+        loop = _scripted_loop(tmp_path / name, [0.5, 0.7, 0.6, 0.3, 1.0], schedule="guarded", max_rounds=4)
+        loop.plugins.schedule.alpha = alpha
+        loop._val_correct = lambda k: np.arange(20) < right[k]
+        return loop
+
+    loop = scripted("guarded", 0.05)
+    assert _run(loop) == ([0, 1, 2, 3], 2)
+    assert "worse than its teacher, round 2" in loop.stop_reason and "6 examples" in loop.stop_reason
+    assert sorted(p.parent.name for p in (tmp_path / "guarded" / "rounds").glob("round_*/model")) == ["round_2"]
+    # alpha below 1/64: round 3's loss is not clear enough, the chain goes on and the last round is reported
+    assert _run(scripted("strict", 0.01)) == ([0, 1, 2, 3, 4], 4)
 
 
 def test_student_init_reset_starts_each_student_from_the_round_0_encoder(tmp_path) -> None:

@@ -46,8 +46,26 @@ def test_label_names_stand_in_for_missing_label_sentences(synthetic_task) -> Non
     teacher = LabelSimilarityTeacher()
     assert teacher.sentences(context(None)) == ["neg", "pos"]
     assert teacher.sentences(context({"label_sentences": ["bad.", "good."]})) == ["bad.", "good."]
+    # each name in every template, label by label; label sentences, where given, are used as they are
+    templated = LabelSimilarityTeacher(templates=["{label}", "This is {label}."])
+    assert templated.sentences(context(None)) == ["neg", "This is neg.", "pos", "This is pos."]
+    assert templated.sentences(context({"label_sentences": ["bad.", "good."]})) == ["bad.", "good."]
+    with pytest.raises(AlpacaError, match="one \\{label\\} slot"):
+        LabelSimilarityTeacher(templates=["This is it."])
     with pytest.raises(AlpacaError, match="one per label"):
         teacher.check(context({"label_sentences": ["bad.", "good.", "fine."]}))
+
+
+def test_a_class_is_the_mean_of_its_templates_unit_embeddings() -> None:
+    from alpaca_lightning.selftrain.similarity import class_embeddings
+
+    # class 0: two templates pointing at x and y (lengths differ: each counts once); class 1: two at z
+    sentences = np.array([[3.0, 0, 0], [0, 1.0, 0], [0, 0, 2.0], [0, 0, 5.0]])
+    np.testing.assert_allclose(class_embeddings(sentences, 2), [[0.5, 0.5, 0], [0, 0, 1.0]])
+    # a text between x and y leans to class 0 only through the average: neither template alone is closest
+    text = np.array([[1.0, 1.0, 1.2]])
+    assert similarity_probabilities(text, class_embeddings(sentences, 2)).argmax() == 0
+    assert similarity_probabilities(text, sentences[[0, 2]]).argmax() == 1
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +145,37 @@ def test_teacher_selection_fuses_only_the_teachers_that_help_on_validation(synth
     fused = product / product.sum(axis=1, keepdims=True)
     table = pd.read_csv(tmp_path / "rounds" / "round_1" / "pseudo_labels.csv")
     np.testing.assert_allclose(table[["prob_neg", "prob_pos"]].to_numpy(), fused[table["index"]], rtol=1e-4)
+
+
+def test_checked_selection_fuses_the_similarity_teacher_only_where_its_checks_pass(synthetic_task, tmp_path) -> None:
+    """teacher_selection=checked with the label names as the only prompt and the backbone as the encoder: the
+    similarity teacher also predicts the labelled set (it never trained on it), and its three checks are recomputed
+    from the saved predictions; it is fused only where all pass and the fused validation NLL drops."""
+    from alpaca_lightning.selftrain.prior import pool_prior
+    from alpaca_lightning.selftrain.stats import above_chance_p_value, agreement_z, class_share_distance
+
+    cfg = compose_config(tiny_overrides(synthetic_task, tmp_path) + [
+        "teachers=[classifier,similarity]", "teachers.similarity.encoder=backbone", "fusion=product",
+        "calibration=teachers", "teacher_selection=checked", "selftrain.max_rounds=1",
+    ])
+    run(cfg)
+    splits = load_splits(cfg)
+    metrics = json.loads((tmp_path / "rounds" / "round_1" / "metrics.json").read_text())
+    with np.load(tmp_path / "teachers" / "similarity" / "probs.npz") as saved:
+        similarity = {split: saved[split] for split in ("labelled", "pool", "validation")}
+    teacher_folder = tmp_path / "rounds" / "round_0" / "teacher_predictions"
+    classifier = {split: np.load(teacher_folder / split / "probs.npy") for split in ("pool", "validation")}
+    gold = np.concatenate([splits.validation.labels, splits.labelled.labels])
+    gold_p = above_chance_p_value(np.concatenate([similarity["validation"], similarity["labelled"]]).argmax(1), gold)
+    assert metrics["teacher_similarity/check_gold_p"] == pytest.approx(gold_p)
+    z = agreement_z(similarity["pool"].argmax(1), classifier["pool"].argmax(1))
+    assert metrics["teacher_similarity/check_agreement_z"] == pytest.approx(z)
+    prior = pool_prior(None, temper(classifier["pool"], metrics["calibration/temperature_classifier"]),
+                       np.asarray(splits.labelled.labels))
+    distance = class_share_distance(similarity["pool"].argmax(1), prior)
+    assert metrics["teacher_similarity/check_prior_distance"] == pytest.approx(distance)
+    passes = gold_p < 0.5 and z >= 2.33 and distance <= 0.3
+    if not passes:
+        assert metrics["teachers/fused"] == "classifier"
+    else:
+        assert metrics["teachers/fused"] in ("classifier", "classifier+similarity")

@@ -16,6 +16,7 @@ Every choice is a plug-in (one class + one YAML); the loop only calls them, and 
 
 from __future__ import annotations
 
+import functools
 import shutil
 import time
 from collections.abc import Sequence
@@ -46,7 +47,8 @@ from alpaca_lightning.selftrain.records import EVALUATED_SPLITS, RoundRecord
 from alpaca_lightning.selftrain.schedule import Schedule
 from alpaca_lightning.selftrain.settings import RoundSettings
 from alpaca_lightning.selftrain.student_init import StudentInit
-from alpaca_lightning.selftrain.teacher_selection import TeacherSelection
+from alpaca_lightning.selftrain.stats import class_share_distance
+from alpaca_lightning.selftrain.teacher_selection import TeacherEvidence, TeacherSelection
 from alpaca_lightning.selftrain.teachers import Teacher
 
 
@@ -115,10 +117,11 @@ class SelfTrainingLoop:
             if record is None:
                 break
             records.append(record)
+            schedule.round_finished(record, functools.partial(self._val_correct, k))
             improved = best is None or self.settings.better(record.score(monitor), best.score(monitor))
             best, stale = (record, 0) if improved else (best, stale + 1)
+            self.stop_reason = self._stop_reason(record, improved, stale)  # before discarding: it may reject k
             self._discard_models(records, schedule.kept_models(records, best, k < self.settings.max_rounds))
-            self.stop_reason = self._stop_reason(record, improved, stale)
             if self.stop_reason:
                 break
         reported = schedule.reported(records, best)
@@ -140,6 +143,14 @@ class SelfTrainingLoop:
                 if record.round not in keep:
                     shutil.rmtree(self.round_dir(record.round) / "model", ignore_errors=True)
         barrier()
+
+    def _val_correct(self, k: int) -> np.ndarray:
+        """Whether round k's model got each gold-labelled validation example (or unit) right, from its saved
+        predictions."""
+        with np.load(self.round_dir(k) / "predictions.npz") as saved:
+            predicted = saved["validation"].argmax(axis=-1)
+        gold = self.val_gold
+        return (predicted == gold)[gold >= 0]
 
     def _reuse(self, k: int) -> RoundRecord | None:
         """Round k's record when its folder is complete on disk (a resumed run)."""
@@ -218,33 +229,52 @@ class SelfTrainingLoop:
         return record
 
     def _too_imprecise(self, k: int, labelling: PseudoLabelRound) -> bool:
-        """Whether the selection's expected precision is below selftrain.min_precision (the round then does not run:
-        a student trained on it would learn its teacher's errors)."""
+        """Whether the round's selection fails a gate (the round then does not run, and the run stops there): its
+        expected precision is below selftrain.min_precision (a student trained on it would learn its teacher's
+        errors), or its class shares lie further than selftrain.max_prior_distance from the pool's prior (it would
+        teach the student a class balance that the pool does not have)."""
+        self.stop_reason = self._imprecise(k, labelling) or self._skewed(k, labelling)
+        if self.stop_reason:
+            info(self.stop_reason)
+        return bool(self.stop_reason)
+
+    def _imprecise(self, k: int, labelling: PseudoLabelRound) -> str:
         expected = labelling.diagnostics["pseudo/expected_precision"]
         minimum = self.settings.min_precision
         if minimum is None or expected is None or expected >= minimum:
-            return False
-        count = len(labelling.selected)
-        self.stop_reason = (
-            f"round {k}: the {count} selected pseudo-labels would be about {expected:.0%} right (the teacher's "
-            f"confidence, calibrated on validation), below selftrain.min_precision={minimum}; a student trained on "
-            f"them learns the teacher's errors, so the run stops here. More labels give a better "
+            return ""
+        return (
+            f"round {k}: the {len(labelling.selected)} selected pseudo-labels would be about {expected:.0%} right (the "
+            f"teacher's confidence, calibrated on validation), below selftrain.min_precision={minimum}; a student "
+            f"trained on them learns the teacher's errors, so the run stops here. More labels give a better "
             f"teacher; selftrain.min_precision=null trains on them anyway."
         )
-        info(self.stop_reason)
-        return True
+
+    def _skewed(self, k: int, labelling: PseudoLabelRound) -> str:
+        distance = labelling.diagnostics["pseudo/prior_distance"]
+        maximum = self.settings.max_prior_distance
+        if maximum is None or not distance > maximum:
+            return ""
+        return (
+            f"round {k}: the selected pseudo-labels' class shares lie {distance:.2f} (total variation) from the "
+            f"pool's class prior, beyond selftrain.max_prior_distance={maximum}; a student trained on them would "
+            f"learn a class balance the pool does not have, so the run stops here. Give task.class_prior if the "
+            f"prior is known; selftrain.max_prior_distance=null trains on them anyway."
+        )
 
     # --- pseudo-labelling ----------------------------------------------------------------------------------------
     def _pseudo_label(self, k: int, teacher_round: int) -> PseudoLabelRound:
         """Teachers predict pool and validation, fusion combines them, filters select; all of it is diagnosed."""
         diagnostics: dict[str, Any] = {}
         outputs = self._teacher_outputs(self.round_dir(teacher_round) / "model", diagnostics)
-        fused_with = self._fused_teachers(k, outputs, diagnostics)
+        calibrated = self.plugins.calibration.teachers(outputs, self.val_gold, diagnostics)
+        # The classifier's own view of the pool's prior: a suspect teacher must not set the yardstick it is judged by
+        prior = self.class_prior(calibrated[0]["pool"].probs)
+        fused_with = self._fused_teachers(k, outputs, calibrated, prior, diagnostics)
         fusion = self.plugins.fusion
         fused_pool = fusion([o["pool"] for o in fused_with])
         fused_val = fusion([o["validation"] for o in fused_with])
         fused_pool, fused_val = self.plugins.calibration.fused(fused_pool, fused_val, self.val_gold, diagnostics)
-        prior = self.class_prior(fused_pool.probs)
         selected = select_pseudo_labels(fused_pool, self.plugins.filters, SelectionContext(k, prior),
                                         self.hidden.labels)
         diagnostics.update(selected.diagnostics(self.label_names))
@@ -259,7 +289,8 @@ class SelfTrainingLoop:
         return PseudoLabelRound(selected, fused_val.probs, prior, diagnostics)
 
     def _teacher_outputs(self, teacher_model: Path, diagnostics: dict[str, Any]) -> list[dict[str, TeacherOutput]]:
-        """Each teacher's pool and validation probabilities, tagged with its validation accuracy."""
+        """Each teacher's probabilities per split (pool, validation, and labelled for a teacher that never trained
+        on it), tagged with its validation accuracy."""
         outputs = []
         for teacher in self.plugins.teachers:
             predictions = teacher.predict(self.ctx, self.plan, teacher_model)
@@ -267,19 +298,30 @@ class SelfTrainingLoop:
             diagnostics.update(prefixed(f"teacher_{teacher.name}", val))
             diagnostics.update(prefixed(f"teacher_{teacher.name}",
                                         self.kind.score(predictions["pool"], self.hidden.labels, "pool")))
+            if teacher.trains_on_labelled:
+                predictions = {split: p for split, p in predictions.items() if split != "labelled"}
             outputs.append(
                 {split: TeacherOutput(teacher.name, p.probs, val.get("val/acc")) for split, p in predictions.items()}
             )
         return outputs
 
     def _fused_teachers(self, k: int, outputs: list[dict[str, TeacherOutput]],
+                        calibrated: list[dict[str, TeacherOutput]], prior: np.ndarray,
                         diagnostics: dict[str, Any]) -> list[dict[str, TeacherOutput]]:
         """The teachers that round k fuses, as the fusion reads them (calibrated, then selected). A teacher that
         ends up alone is used as it predicts: its calibration would only move the filters' threshold."""
-        calibrated = self.plugins.calibration.teachers(outputs, self.val_gold, diagnostics)
-        kept = self.plugins.teacher_selection.select(k, self.plugins.fusion, [o["validation"] for o in calibrated],
-                                                     self.val_gold, diagnostics)
+        evidence = [self._evidence(output) for output in calibrated]
+        kept = self.plugins.teacher_selection.select(k, self.plugins.fusion, evidence, self.val_gold, prior,
+                                                     diagnostics)
         return [calibrated[i] for i in kept] if len(kept) > 1 else [outputs[kept[0]]]
+
+    def _evidence(self, output: dict[str, TeacherOutput]) -> TeacherEvidence:
+        """One teacher as teacher selection judges it: every gold label it never learned from is in its gold."""
+        gold_splits = ["validation"] + (["labelled"] if "labelled" in output else [])
+        golds = {"validation": self.val_gold, "labelled": self.kind.gold(self.ctx.splits, "labelled")}
+        return TeacherEvidence(output["validation"], output["pool"].probs,
+                               np.concatenate([output[split].probs for split in gold_splits]),
+                               np.concatenate([golds[split] for split in gold_splits]))
 
     def _teacher_metrics(self, prefix: str, pool: Fused, val: Fused) -> dict[str, Any]:
         metrics = self.kind.score(Predictions(pool.probs), self.hidden.labels, "pool")
@@ -287,7 +329,7 @@ class SelfTrainingLoop:
         return prefixed(prefix, metrics)
 
     def class_prior(self, pool_probs: np.ndarray) -> np.ndarray:
-        """The pool's class prior: task.class_prior, or the EM estimate from the fused teacher's pool predictions
+        """The pool's class prior: task.class_prior, or the EM estimate from the classifier's pool predictions
         (the labelled prior is uniform under K labels per class, whatever the pool holds)."""
         return pool_prior(self.ctx.class_prior, pool_probs, self.kind.gold(self.ctx.splits, "labelled"))
 
@@ -321,7 +363,7 @@ def warn_if_skewed(k: int, selected: PseudoLabelSet, prior: np.ndarray, label_na
     if len(selected) == 0:
         return float("nan")
     counts = np.bincount(selected.labels, minlength=len(prior))
-    distance = float(0.5 * np.abs(counts / len(selected) - prior).sum())
+    distance = class_share_distance(selected.labels, prior)
     if distance > 0.3:
         histogram = ", ".join(f"{count} {name}" for name, count in zip(label_names, counts))
         info(

@@ -25,6 +25,7 @@ class RoundSettings:
     student_epochs: int
     labelled_share: float | None
     min_precision: float | None
+    max_prior_distance: float | None
     supervised_lr: float | None
     student_lr: float | None
     monitor: str
@@ -63,6 +64,11 @@ class RoundSettings:
             raise AlpacaError(
                 f"selftrain.min_precision must lie in (0, 1] (e.g. 0.8), or be null to train on any selection, got "
                 f"{self.min_precision}."
+            )
+        if self.max_prior_distance is not None and not 0 < self.max_prior_distance <= 1:
+            raise AlpacaError(
+                f"selftrain.max_prior_distance must lie in (0, 1] (e.g. 0.3), or be null to train on any class "
+                f"balance, got {self.max_prior_distance}."
             )
         if self.patience is not None and self.patience < 1:
             raise AlpacaError(f"selftrain.patience must be >= 1 or null (run every round), got {self.patience}.")

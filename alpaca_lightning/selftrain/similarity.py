@@ -2,12 +2,15 @@
 
     teachers=[classifier,similarity] fusion=product calibration=teachers   (the defaults)
 
-Each text gets the class whose label sentence (``task.prompt.label_sentences``, e.g. "It was great.", else the
-label name) its embedding is closest to, by cosine similarity of the encoder's pooled embeddings. It learns nothing
-from the labelled set, so its errors are not the classifier's: on sentiment, where 8 labels per class can leave
-the classifier near chance, good label sentences alone classify most pool texts right. It is a teacher like the
-others, fused with the classifier, and with ``teacher_selection=validation`` only in rounds where it lowers the fused
-validation NLL.
+Each text gets the class whose label sentence (``task.prompt.label_sentences``, e.g. "It was great.") its embedding
+is closest to, by cosine similarity of the encoder's pooled embeddings. Without label sentences, each label name is
+put into several ``templates`` ("{label}", "This is {label}.", ...) and the class is described by the mean of their
+unit embeddings (prompt ensembling): a bare name is a weak, noisy prompt, and one phrasing's quirks average out.
+
+It learns nothing from the labelled set, so its errors are not the classifier's: on sentiment, where 8 labels per
+class can leave the classifier near chance, good label sentences alone classify most pool texts right. It is a
+teacher like the others, fused with the classifier where teacher selection lets it in (``validation``: where it
+lowers the fused validation NLL; ``checked``: where it also passes checks on gold labels and on the pool).
 
 Cosine similarities are close together (a few hundredths apart), so their softmax is sharpened by one temperature
 fitted on validation (``calibration.scale_to_validation``, as for the fused teacher): its confidences then mean about
@@ -31,6 +34,8 @@ from alpaca_lightning.selftrain.propagation import encoder_embeddings
 from alpaca_lightning.selftrain.teachers import TEACHER_SPLITS, Teacher, label_sentences
 
 ENCODERS = ("round0", "backbone")
+# the similarity teacher also predicts the labelled set: it never trains on it, so those labels can judge it too
+SCORED_SPLITS = ("labelled", *TEACHER_SPLITS)
 # softmax(cosine / COSINE_SCALE) before the fitted temperature: puts the temperature grid (0.25-50) over effective
 # scales of 0.0025-0.5, which spans what the cosine gaps of sentence encoders need
 COSINE_SCALE = 0.01
@@ -38,6 +43,14 @@ COSINE_SCALE = 0.01
 
 def unit_rows(embeddings: np.ndarray) -> np.ndarray:
     return embeddings / np.clip(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12, None)
+
+
+def class_embeddings(sentence_embeddings: np.ndarray, per_class: int) -> np.ndarray:
+    """The mean unit embedding of each class's ``per_class`` consecutive sentences (its templates)."""
+    if per_class == 1:
+        return sentence_embeddings  # one sentence per class: as it is (the cosine normalises it)
+    unit = unit_rows(sentence_embeddings)
+    return unit.reshape(-1, per_class, unit.shape[1]).mean(axis=1)
 
 
 def similarity_probabilities(texts: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -49,46 +62,59 @@ def similarity_probabilities(texts: np.ndarray, labels: np.ndarray) -> np.ndarra
 
 
 class LabelSimilarityTeacher(Teacher):
-    """Without ``task.prompt.label_sentences`` the label names stand in for them. ``encoder``: ``round0`` reads
-    the round-0 encoder (the backbone after the round-0 stages, e.g. the contrastive one), ``backbone`` the backbone
-    as loaded. Predicted once per run (``<run>/teachers/similarity/``)."""
+    """Without ``task.prompt.label_sentences`` the label names, each in every one of ``templates``, stand in for
+    them. ``encoder``: ``round0`` reads the round-0 encoder (the backbone after the round-0 stages, e.g. the
+    contrastive one), ``backbone`` the backbone as loaded. Predicted once per run (``<run>/teachers/similarity/``)."""
 
     name = "similarity"
 
-    def __init__(self, encoder: str = "round0") -> None:
+    def __init__(self, encoder: str = "round0", templates: tuple[str, ...] = ("{label}",)) -> None:
         if encoder not in ENCODERS:
             raise AlpacaError(f"teachers.similarity.encoder must be one of {ENCODERS}, got '{encoder}'.")
+        templates = tuple(templates)
+        if not templates or any(t.count("{label}") != 1 for t in templates):
+            raise AlpacaError(
+                f"teachers.similarity.templates must be a non-empty list of phrases with one {{label}} slot each, "
+                f"e.g. ['{{label}}', 'This is {{label}}.'], got {list(templates)}."
+            )
         self.encoder = encoder
+        self.templates = templates
+
+    @property
+    def trains_on_labelled(self) -> bool:
+        """Only the backbone as loaded has never seen the labelled set (the round-0 stages train on it)."""
+        return self.encoder == "round0"
 
     def check(self, ctx: RunContext) -> None:
         self.sentences(ctx)
 
     def sentences(self, ctx: RunContext) -> list[str]:
-        """``task.prompt.label_sentences``, or the label names where the task gives none (the classic zero-shot
-        description of a class; a weak one, e.g. '0' and '1', is left out by ``teacher_selection=validation``)."""
+        """``task.prompt.label_sentences`` (one per label), or every template of every label name, label by label
+        (a weak description, e.g. '0' and '1', is left out by teacher selection)."""
         if (ctx.prompt or {}).get("label_sentences"):
             return label_sentences(ctx, self.name)
-        return list(ctx.label_names)
+        return [template.format(label=name) for name in ctx.label_names for template in self.templates]
 
     def predict(self, ctx: RunContext, plan: TrainingPlan, teacher_model: Path) -> dict[str, Predictions]:
         folder = ctx.run_dir / "teachers" / self.name
         produce_once(folder, lambda: self._score(ctx, plan), lambda probs, tmp: np.savez(tmp / "probs.npz", **probs),
                      f"teacher '{self.name}'")
         with np.load(folder / "probs.npz") as saved:
-            return {split: Predictions(saved[split]) for split in TEACHER_SPLITS}
+            return {split: Predictions(saved[split]) for split in SCORED_SPLITS}
 
     def _score(self, ctx: RunContext, plan: TrainingPlan) -> dict[str, np.ndarray]:
         sentences = self.sentences(ctx)
         info(f"teacher '{self.name}': label sentences {sentences}")
         encoder = plan.encoder_path if self.encoder == "round0" else ctx.backbone_path
         sentence_ids = ctx.tokenizer(sentences, truncation=True)["input_ids"]
-        ids = {split: ctx.datamodule.token_ids(split) for split in TEACHER_SPLITS}
-        rows = [row for split in TEACHER_SPLITS for row in ids[split]] + list(sentence_ids)
+        ids = {split: ctx.datamodule.token_ids(split) for split in SCORED_SPLITS}
+        rows = [row for split in SCORED_SPLITS for row in ids[split]] + list(sentence_ids)
         embeddings = encoder_embeddings(ctx, Path(encoder), rows)
-        probs = similarity_probabilities(embeddings[: -len(sentences)], embeddings[-len(sentences):])
-        bounds = np.cumsum([0] + [len(ids[split]) for split in TEACHER_SPLITS])
-        by_split = {split: probs[bounds[i]:bounds[i + 1]] for i, split in enumerate(TEACHER_SPLITS)}
-        others = [split for split in TEACHER_SPLITS if split != "validation"]
+        labels = class_embeddings(embeddings[-len(sentences):], len(sentences) // len(ctx.label_names))
+        probs = similarity_probabilities(embeddings[: -len(sentences)], labels)
+        bounds = np.cumsum([0] + [len(ids[split]) for split in SCORED_SPLITS])
+        by_split = {split: probs[bounds[i]:bounds[i + 1]] for i, split in enumerate(SCORED_SPLITS)}
+        others = [split for split in SCORED_SPLITS if split != "validation"]
         _, (val, *rest) = scale_to_validation(by_split["validation"], np.asarray(ctx.splits.validation.labels),
                                               *(by_split[split] for split in others))
         return {**dict(zip(others, rest)), "validation": val}

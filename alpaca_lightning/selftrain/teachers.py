@@ -38,6 +38,9 @@ TEACHER_SPLITS = ("pool", "validation")
 
 class Teacher:
     name = "teacher"
+    # False for a teacher whose predictions never learned from the labelled set: it then also predicts "labelled",
+    # and teacher selection may judge it on those gold labels beside validation's
+    trains_on_labelled = True
 
     def predict(self, ctx: RunContext, plan: TrainingPlan, teacher_model: Path) -> dict[str, Predictions]:
         """Class probabilities for each of TEACHER_SPLITS; ``teacher_model`` is the teacher round's model folder,
