@@ -36,7 +36,7 @@ from alpaca_lightning.models.classifier import SequenceClassifier
 from alpaca_lightning.models.prompt import IS_NEXT
 from alpaca_lightning.pipeline import build_context, load_splits, task_kind
 from alpaca_lightning.precision import plan_precision
-from alpaca_lightning.selftrain import filters, fusion, propagation, similarity, teachers
+from alpaca_lightning.selftrain import filters, fusion, propagation, similarity, teacher_selection, teachers
 from alpaca_lightning.selftrain.filters import SelectionContext, apply_filters
 from alpaca_lightning.selftrain.fusion import Fused, MeanFusion, TeacherOutput
 from alpaca_lightning.selftrain.plan import TrainingPlan
@@ -746,24 +746,34 @@ def _evidence(output: dict, gold: np.ndarray):
     return TeacherEvidence(output["validation"], output["pool"].probs, output["validation"].probs, gold)
 
 
-def check_teacher_selection(cfg: DictConfig, _, drops_noise: bool, checks_pool: bool) -> None:
+def _flattered(val_gold: np.ndarray) -> dict:
+    """A teacher right on 55% of validation (no better than always naming the common class), but sure where right
+    and unsure where wrong: it lowers the fused validation NLL all the same."""
+    right = np.random.default_rng(4).random(len(val_gold)) < 0.55
+    probs = np.where(right[:, None], 0.03 + 0.94 * np.eye(2)[val_gold], 0.55 - 0.1 * np.eye(2)[val_gold])
+    return {"validation": TeacherOutput("flattered", probs),
+            "pool": TeacherOutput("flattered", np.random.default_rng(5).dirichlet([1, 1], 100))}
+
+
+def check_teacher_selection(cfg: DictConfig, _, kept: list[int]) -> None:
     selection = instantiate(cfg.teacher_selection)
     good, val_gold = _teacher("good", 0.9, 0.8, seed=1)
     noise = {split: TeacherOutput("noise", np.random.default_rng(2).dirichlet([0.3, 0.3], len(o.probs)))
              for split, o in good.items()}
-    # right on validation (it lowers the fused validation NLL), at chance against the classifier on the pool: a
-    # zero-shot teacher that a handful of validation labels flatter
+    # right on validation, at chance against the classifier on the pool
     lucky = {"validation": TeacherOutput("lucky", np.eye(2)[val_gold] * 0.8 + 0.1),
              "pool": TeacherOutput("lucky", np.random.default_rng(3).dirichlet([1, 1], 100))}
     prior = np.array([0.5, 0.5])
     diagnostics: dict = {}
-    teachers = [_evidence(good, val_gold), _evidence(noise, val_gold), _evidence(lucky, val_gold)]
-    kept = selection.select(1, MeanFusion(), teachers, val_gold, prior, diagnostics)
-    assert kept == ([0] if checks_pool else [0, 2] if drops_noise else [0, 1, 2])
+    teachers = [_evidence(o, val_gold) for o in (good, noise, _flattered(val_gold), lucky)]
+    assert selection.select(1, MeanFusion(), teachers, val_gold, prior, diagnostics) == kept
     assert selection.select(1, MeanFusion(), teachers[:1], val_gold, prior, {}) == [0]
-    if checks_pool:
-        assert diagnostics["teacher_lucky/check_agreement_z"] < selection.min_agreement_z
-        assert diagnostics["teacher_lucky/check_gold_p"] < 0.001  # it passes the gold check: the pool refuses it
+    if isinstance(selection, teacher_selection.CheckedSelection):
+        assert diagnostics["teacher_flattered/check_gold_p"] > selection.gold_alpha
+        assert diagnostics["teacher_lucky/check_gold_p"] < 1e-6
+        # the pool check, where asked for, refuses the teacher that validation flatters
+        selection.min_agreement_z = 2.33
+        assert selection.select(1, MeanFusion(), teachers, val_gold, prior, {}) == [0]
 
 
 def check_student_init(cfg: DictConfig, env: Env, starts_from: str) -> None:
@@ -789,10 +799,9 @@ CHECKS.update({
     ("calibration", "teachers"): functools.partial(check_calibration, per_teacher=True, fused=False),
     ("schedule", "guarded"): functools.partial(check_schedule, teaches=2, reports=1, stops=True,
                                                rejected=frozenset({2})),
-    ("teacher_selection", "all"): functools.partial(check_teacher_selection, drops_noise=False, checks_pool=False),
-    ("teacher_selection", "validation"): functools.partial(check_teacher_selection, drops_noise=True,
-                                                           checks_pool=False),
-    ("teacher_selection", "checked"): functools.partial(check_teacher_selection, drops_noise=True, checks_pool=True),
+    ("teacher_selection", "all"): functools.partial(check_teacher_selection, kept=[0, 1, 2, 3]),
+    ("teacher_selection", "validation"): functools.partial(check_teacher_selection, kept=[0, 2, 3]),
+    ("teacher_selection", "checked"): functools.partial(check_teacher_selection, kept=[0, 3]),
     ("student_init", "continue"): functools.partial(check_student_init, starts_from="teacher"),
     ("student_init", "reset"): functools.partial(check_student_init, starts_from="encoder"),
     ("student_init", "stages"): functools.partial(check_student_init, starts_from="stages"),

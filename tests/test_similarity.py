@@ -150,7 +150,8 @@ def test_teacher_selection_fuses_only_the_teachers_that_help_on_validation(synth
 def test_checked_selection_fuses_the_similarity_teacher_only_where_its_checks_pass(synthetic_task, tmp_path) -> None:
     """teacher_selection=checked with the label names as the only prompt and the backbone as the encoder: the
     similarity teacher also predicts the labelled set (it never trained on it), and its three checks are recomputed
-    from the saved predictions; it is fused only where all pass and the fused validation NLL drops."""
+    from the saved predictions; it is fused only where the checks that are on pass and the fused validation NLL
+    drops."""
     from alpaca_lightning.selftrain.prior import pool_prior
     from alpaca_lightning.selftrain.stats import above_chance_p_value, agreement_z, class_share_distance
 
@@ -174,8 +175,7 @@ def test_checked_selection_fuses_the_similarity_teacher_only_where_its_checks_pa
                        np.asarray(splits.labelled.labels))
     distance = class_share_distance(similarity["pool"].argmax(1), prior)
     assert metrics["teacher_similarity/check_prior_distance"] == pytest.approx(distance)
-    passes = gold_p < 0.5 and z >= 2.33 and distance <= 0.3
-    if not passes:
+    if not gold_p < 0.05:  # the shipped checked.yaml: the gold check only
         assert metrics["teachers/fused"] == "classifier"
     else:
         assert metrics["teachers/fused"] in ("classifier", "classifier+similarity")

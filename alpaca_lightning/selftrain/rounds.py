@@ -268,13 +268,14 @@ class SelfTrainingLoop:
         diagnostics: dict[str, Any] = {}
         outputs = self._teacher_outputs(self.round_dir(teacher_round) / "model", diagnostics)
         calibrated = self.plugins.calibration.teachers(outputs, self.val_gold, diagnostics)
-        # The classifier's own view of the pool's prior: a suspect teacher must not set the yardstick it is judged by
-        prior = self.class_prior(calibrated[0]["pool"].probs)
-        fused_with = self._fused_teachers(k, outputs, calibrated, prior, diagnostics)
+        # the yardstick a teacher is judged by comes from the classifier alone, never from the teacher itself
+        classifier_prior = self.class_prior(calibrated[0]["pool"].probs)
+        fused_with = self._fused_teachers(k, outputs, calibrated, classifier_prior, diagnostics)
         fusion = self.plugins.fusion
         fused_pool = fusion([o["pool"] for o in fused_with])
         fused_val = fusion([o["validation"] for o in fused_with])
         fused_pool, fused_val = self.plugins.calibration.fused(fused_pool, fused_val, self.val_gold, diagnostics)
+        prior = self.class_prior(fused_pool.probs)  # from the teachers that selection let in
         selected = select_pseudo_labels(fused_pool, self.plugins.filters, SelectionContext(k, prior),
                                         self.hidden.labels)
         diagnostics.update(selected.diagnostics(self.label_names))
@@ -329,8 +330,8 @@ class SelfTrainingLoop:
         return prefixed(prefix, metrics)
 
     def class_prior(self, pool_probs: np.ndarray) -> np.ndarray:
-        """The pool's class prior: task.class_prior, or the EM estimate from the classifier's pool predictions
-        (the labelled prior is uniform under K labels per class, whatever the pool holds)."""
+        """The pool's class prior: task.class_prior, or the EM estimate from a teacher's pool predictions (the
+        labelled prior is uniform under K labels per class, whatever the pool holds)."""
         return pool_prior(self.ctx.class_prior, pool_probs, self.kind.gold(self.ctx.splits, "labelled"))
 
     # --- scoring ---------------------------------------------------------------------------------------------------
