@@ -179,3 +179,21 @@ def test_checked_selection_fuses_the_similarity_teacher_only_where_its_checks_pa
         assert metrics["teachers/fused"] == "classifier"
     else:
         assert metrics["teachers/fused"] in ("classifier", "classifier+similarity")
+
+
+def test_teacher_checks_replays_the_checks_and_the_guard_from_a_run_folder(similarity_run) -> None:
+    from experiments.teacher_checks import replay, run_folders
+    from alpaca_lightning.selftrain.stats import above_chance_p_value, sign_test
+    from alpaca_lightning.selftrain.teacher_selection import CheckedSelection
+
+    cfg, out, _ = similarity_run
+    assert run_folders([out]) == [out]
+    (row,) = replay(out, CheckedSelection())
+    gold = np.asarray(load_splits(cfg).validation.labels)
+    with np.load(out / "teachers" / "similarity" / "probs.npz") as saved:
+        assert row["gold_p"] == pytest.approx(above_chance_p_value(saved["validation"].argmax(1), gold))
+    correct = [np.load(out / "rounds" / f"round_{k}" / "predictions.npz")["validation"].argmax(1) == gold
+               for k in (0, 1)]
+    lost, gained, p_value = sign_test(*correct)
+    assert row["lost/gained on val"] == f"{lost}/{gained}" and row["sign test p"] == pytest.approx(p_value)
+    assert row["checked lets it in"] is (row["gold_p"] < 0.05)
