@@ -22,10 +22,13 @@ def test_binomial_tail_is_the_exact_upper_tail(successes, trials, rate) -> None:
     assert binomial_tail(successes, trials, rate) == pytest.approx(exact, rel=1e-9)
 
 
-def test_above_chance_compares_with_always_naming_the_most_common_gold_class() -> None:
-    gold = np.array([0] * 12 + [1] * 4)  # naming class 0 everywhere is 75% right
+def test_above_chance_compares_with_labels_drawn_with_the_same_class_shares() -> None:
+    gold = np.array([0] * 12 + [1] * 4)
+    # naming class 0 everywhere is 75% right, exactly what its shares give by chance
     assert above_chance_p_value(np.zeros(16, int), gold) == pytest.approx(binomial_tail(12, 16, 0.75))
-    assert above_chance_p_value(gold.copy(), gold) == pytest.approx(0.75 ** 16)
+    assert above_chance_p_value(np.zeros(16, int), gold) > 0.5
+    # the gold labels themselves: chance would be right 0.75 * 0.75 + 0.25 * 0.25 of the time
+    assert above_chance_p_value(gold.copy(), gold) == pytest.approx(0.625 ** 16)
     assert above_chance_p_value(np.zeros(3, int), np.full(3, -1)) == 1.0  # no gold: no evidence
 
 

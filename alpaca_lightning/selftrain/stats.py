@@ -12,15 +12,17 @@ import numpy as np
 
 
 def above_chance_p_value(predicted: np.ndarray, gold: np.ndarray) -> float:
-    """One-sided binomial p-value of at least this many right answers from a guesser that always names the most
-    common gold class (its accuracy: that class's share; 1/classes on a per-class sample). 1.0 without gold."""
+    """One-sided binomial p-value of at least this many right answers from labels drawn independently of the gold
+    ones with the same class shares as ``predicted`` (chance accuracy: the sum over classes of predicted share times
+    gold share; a teacher that names one class everywhere is at chance whatever the balance). 1.0 without gold."""
     known = gold >= 0
     n = int(known.sum())
     if n == 0:
         return 1.0
-    chance = np.bincount(gold[known]).max() / n
-    right = int((predicted[known] == gold[known]).sum())
-    return binomial_tail(right, n, chance)
+    predicted, gold = predicted[known], gold[known]
+    classes = int(max(predicted.max(), gold.max())) + 1
+    chance = float(np.dot(np.bincount(predicted, minlength=classes), np.bincount(gold, minlength=classes))) / n ** 2
+    return binomial_tail(int((predicted == gold).sum()), n, chance)
 
 
 def binomial_tail(successes: int, trials: int, rate: float) -> float:
