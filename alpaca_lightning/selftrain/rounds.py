@@ -175,7 +175,7 @@ class SelfTrainingLoop:
                 f"round {k}: no pool example passed the filters; loosen them (e.g. filters.confidence.threshold)"
             )
             return None
-        if self._too_imprecise(k, labelling):
+        if self._gated(k, labelling):
             return None
         data = self.kind.training_data(self.ctx.datamodule, k, labelling.selected, self.settings.label_use,
                                        self.settings.labelled_share)
@@ -228,7 +228,7 @@ class SelfTrainingLoop:
              + (f", pseudo-labels {record.diagnostics['pseudo/count']}" if k else ""))
         return record
 
-    def _too_imprecise(self, k: int, labelling: PseudoLabelRound) -> bool:
+    def _gated(self, k: int, labelling: PseudoLabelRound) -> bool:
         """Whether the round's selection fails a gate (the round then does not run, and the run stops there): its
         expected precision is below selftrain.min_precision (a student trained on it would learn its teacher's
         errors), or its class shares lie further than selftrain.max_prior_distance from the pool's prior (it would

@@ -99,8 +99,8 @@ class LabelSimilarityTeacher(Teacher):
         folder = ctx.run_dir / "teachers" / self.name
         produce_once(folder, lambda: self._score(ctx, plan), lambda probs, tmp: np.savez(tmp / "probs.npz", **probs),
                      f"teacher '{self.name}'")
-        with np.load(folder / "probs.npz") as saved:
-            return {split: Predictions(saved[split]) for split in SCORED_SPLITS}
+        with np.load(folder / "probs.npz") as saved:  # a folder from before "labelled" was scored lacks it
+            return {split: Predictions(saved[split]) for split in saved.files}
 
     def _score(self, ctx: RunContext, plan: TrainingPlan) -> dict[str, np.ndarray]:
         sentences = self.sentences(ctx)
