@@ -34,8 +34,6 @@ from alpaca_lightning.selftrain.propagation import encoder_embeddings
 from alpaca_lightning.selftrain.teachers import TEACHER_SPLITS, Teacher, label_sentences
 
 ENCODERS = ("round0", "backbone")
-# the similarity teacher also predicts the labelled set: it never trains on it, so those labels can judge it too
-SCORED_SPLITS = ("labelled", *TEACHER_SPLITS)
 # softmax(cosine / COSINE_SCALE) before the fitted temperature: puts the temperature grid (0.25-50) over effective
 # scales of 0.0025-0.5, which spans what the cosine gaps of sentence encoders need
 COSINE_SCALE = 0.01
@@ -85,6 +83,12 @@ class LabelSimilarityTeacher(Teacher):
         """Only the backbone as loaded has never seen the labelled set (the round-0 stages train on it)."""
         return self.encoder == "round0"
 
+    @property
+    def scored_splits(self) -> tuple[str, ...]:
+        """The splits it predicts: the labelled set too where it never trained on it, so that those labels can judge
+        it (only then: the texts are embedded in batches, and a row's batch-mates can move its last bits)."""
+        return TEACHER_SPLITS if self.trains_on_labelled else ("labelled", *TEACHER_SPLITS)
+
     def check(self, ctx: RunContext) -> None:
         self.sentences(ctx)
 
@@ -107,14 +111,15 @@ class LabelSimilarityTeacher(Teacher):
         info(f"teacher '{self.name}': label sentences {sentences}")
         encoder = plan.encoder_path if self.encoder == "round0" else ctx.backbone_path
         sentence_ids = ctx.tokenizer(sentences, truncation=True)["input_ids"]
-        ids = {split: ctx.datamodule.token_ids(split) for split in SCORED_SPLITS}
-        rows = [row for split in SCORED_SPLITS for row in ids[split]] + list(sentence_ids)
+        splits = self.scored_splits
+        ids = {split: ctx.datamodule.token_ids(split) for split in splits}
+        rows = [row for split in splits for row in ids[split]] + list(sentence_ids)
         embeddings = encoder_embeddings(ctx, Path(encoder), rows)
         labels = class_embeddings(embeddings[-len(sentences):], len(sentences) // len(ctx.label_names))
         probs = similarity_probabilities(embeddings[: -len(sentences)], labels)
-        bounds = np.cumsum([0] + [len(ids[split]) for split in SCORED_SPLITS])
-        by_split = {split: probs[bounds[i]:bounds[i + 1]] for i, split in enumerate(SCORED_SPLITS)}
-        others = [split for split in SCORED_SPLITS if split != "validation"]
+        bounds = np.cumsum([0] + [len(ids[split]) for split in splits])
+        by_split = {split: probs[bounds[i]:bounds[i + 1]] for i, split in enumerate(splits)}
+        others = [split for split in splits if split != "validation"]
         _, (val, *rest) = scale_to_validation(by_split["validation"], np.asarray(ctx.splits.validation.labels),
                                               *(by_split[split] for split in others))
         return {**dict(zip(others, rest)), "validation": val}
