@@ -220,3 +220,11 @@ def test_report_without_results_keys_or_figures(tmp_path: Path) -> None:
     text = write_run_report(tmp_path, fake_records()[:1], {}, ["neg", "pos"]).read_text()
     assert text.startswith("# Self-training report\n")
     assert "reported round" not in text and ".png" not in text and "precision" not in text
+
+
+@pytest.mark.parametrize(("rule", "words"), [("last", "schedule=last"), ("guarded", "schedule=guarded"),
+                                             ("monitor", "the best val/acc")])
+def test_the_report_names_the_schedule_rule_that_chose_the_reported_round(rule, words) -> None:
+    from alpaca_lightning.selftrain.run_report import chosen_by
+
+    assert words in chosen_by({"select_round": rule, "monitor": "val/acc"})

@@ -51,3 +51,4 @@ def test_sign_test_counts_only_the_examples_where_two_models_differ() -> None:
     after = np.array([False, False, False, False, True, False, True])
     assert sign_test(before, after) == (4, 1, pytest.approx(binomial_tail(4, 5, 0.5)))
     assert sign_test(before, before)[2] == 1.0  # no difference, no evidence
+

@@ -111,8 +111,11 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def chosen_by(results: dict[str, Any]) -> str:
     """How the reported round was chosen, in words (``select_round`` of results.json: the schedule's rule)."""
-    if results.get("select_round") == "last":
+    rule = results.get("select_round")
+    if rule == "last":
         return "the last round that ran, schedule=last"
+    if rule == "guarded":
+        return "the last round that ran and was not worse than its teacher round on validation, schedule=guarded"
     return f"the best {results.get('monitor', 'validation score')}, on validation"
 
 
