@@ -1,8 +1,11 @@
 """Few-label benchmark on real datasets: supervised-only (tuned on validation) vs self-training vs full supervision.
 
-    python experiments/benchmark.py --variant quick   # 1 seed, K=8, small pools: about 15-20 minutes on 2 CPU cores
+    python experiments/benchmark.py --variant quick   # 1 seed, K=8, small pools: about 35-40 minutes on 2 CPU cores
     python experiments/benchmark.py --variant cpu     # 5 seeds, K=8, pools of 1,000, with the peers (SetFit, a
                                                       # frozen-encoder logistic regression): about 80 min on 2 cores
+    python experiments/benchmark.py --variant devset --prompt names   # the cpu protocol on 5 development tasks,
+                                                      # label names as the only prompt, the round-loop guards as
+                                                      # candidates: several hours on 2 cores
     python experiments/benchmark.py --variant full    # 3 seeds, K=8 and 32: hours on 2 CPU cores, or
     python experiments/benchmark.py --variant full --jobs 12 --hardware gpu   # 12 runs at a time on one big GPU
     python experiments/benchmark.py --variant full --launcher slurm --hardware gpu \
