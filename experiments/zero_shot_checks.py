@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 from pathlib import Path
 
@@ -32,9 +33,13 @@ from alpaca_lightning.selftrain.plan import TrainingPlan
 from alpaca_lightning.selftrain.similarity import LabelSimilarityTeacher
 from alpaca_lightning.selftrain.stats import above_chance_p_value
 
+if __package__ in (None, ""):  # run as a script: make `experiments` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from experiments.benchmark import MAX_LENGTH, VARIANTS  # noqa: E402  the benchmark's token caps and tasks
+
 REPO = Path(__file__).resolve().parents[1]
-DATASETS = ["sst2", "agnews", "trec6", "r8", "newsgroups20"]
-MAX_LENGTH = {"sst2": 64, "trec6": 64, "agnews": 128, "r8": 128, "newsgroups20": 128}
+DATASETS = VARIANTS["devset"].datasets
 
 
 def split_config(dataset: str, seed: int, k: int, out: Path):
