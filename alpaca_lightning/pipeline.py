@@ -38,7 +38,7 @@ from alpaca_lightning.selftrain.run_report import RoundPlots
 from alpaca_lightning.selftrain.settings import RoundSettings
 from alpaca_lightning.selftrain.teachers import Teacher
 from alpaca_lightning.stages import Stage, run_stages
-from alpaca_lightning.tasks import SentenceClassification, TaskKind
+from alpaca_lightning.tasks import SentenceClassification, TaskKind, check_units
 from alpaca_lightning.trainer import TrainerFactory
 
 
@@ -48,9 +48,9 @@ def task_kind(cfg: DictConfig) -> TaskKind:
     return instantiate(kind_cfg) if kind_cfg is not None else SentenceClassification()
 
 
-def load_splits(cfg: DictConfig) -> TaskSplits:
+def load_splits(cfg: DictConfig, kind: TaskKind | None = None) -> TaskSplits:
     split_cfg = OmegaConf.to_container(cfg.split, resolve=True)
-    splits = task_kind(cfg).load_splits(cfg.task, split_cfg, cfg.seed)
+    splits = (kind or task_kind(cfg)).load_splits(cfg.task, split_cfg, cfg.seed)
     if cfg.selftrain.max_rounds > 0 and len(splits.pool) == 0:
         raise DataError(
             f"The unlabelled pool of task '{cfg.task.name}' is empty (sizes: {splits.sizes()}), so there is "
@@ -141,7 +141,7 @@ def record_run(cfg: DictConfig, run_dir: Path) -> PrecisionPlan:
 
 def draw_splits(cfg: DictConfig, kind: TaskKind, run_dir: Path) -> tuple[TaskSplits, HiddenPoolLabels]:
     """The run's splits with the pool's gold labels hidden (returned apart, for diagnostics only)."""
-    drawn = load_splits(cfg)
+    drawn = load_splits(cfg, kind)
     if is_global_zero():
         save_split_fingerprints(run_dir, drawn)  # pool gold labels included: alpaca-reproduce checks the same data
     splits, pool_gold = kind.hide_pool_labels(drawn)
@@ -181,6 +181,9 @@ def run_to_results(cfg: DictConfig) -> dict[str, Any]:
     ctx = build_context(cfg, kind, splits, run_dir, precision, run_key)
     plugins = build_plugins(cfg)
     stages: list[Stage] = instantiate_list(cfg.stages)
+    for group, parts in (("teachers", plugins.teachers), ("stages", stages), ("student_init", [plugins.student_init])):
+        for part in parts:
+            check_units(part, kind, group)
     for part in [*plugins.teachers, *stages]:
         part.check(ctx)
     plugins.student_init.check(stages)

@@ -17,6 +17,7 @@ import functools
 import json
 import importlib.metadata
 import math
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +42,7 @@ from alpaca_lightning.selftrain.filters import SelectionContext, apply_filters
 from alpaca_lightning.selftrain.fusion import Fused, MeanFusion, TeacherOutput
 from alpaca_lightning.selftrain.plan import TrainingPlan
 from alpaca_lightning.stages.contrastive import pooled_embeddings
+from tests.token_data import synthetic_sentences, write_conll
 from tests.conftest import (
     CONF_DIR,
     FIXTURE_DATA,
@@ -657,6 +659,25 @@ def check_pip_task(cfg: DictConfig, env: Env) -> None:
     assert len({t for part in parts for t in part.texts}) == sum(len(part) for part in parts)
 
 
+def check_token_task(cfg: DictConfig, env: Env) -> None:
+    """A token task: every entity type at least twice in the labelled and validation sentences (greedy K-shot), the
+    pool the rest of the training sentences, every word with its file's tag."""
+    from alpaca_lightning.data.tokens import TokenFileSource, entity_counts
+
+    kind = task_kind(cfg)
+    splits = load_splits(cfg, kind)
+    types = list(cfg.task.label_names or ["LOC", "MISC", "ORG", "PER"])
+    for part in (splits.labelled, splits.validation):
+        mentions = sum((entity_counts(tags, splits.label_names) for tags in part.labels), Counter())
+        assert all(mentions[t] >= 2 for t in types), mentions
+    train = TokenFileSource(cfg.task.sources.train.path).read()
+    assert len(splits.labelled) + len(splits.pool) + (0 if cfg.task.sources.validation else len(splits.validation)) \
+        == len(train)
+    gold = {" ".join(words): tags for words, tags in train}
+    for part in (splits.labelled, splits.pool):
+        assert all([splits.label_names[t] for t in tags] == gold[text] for text, tags in zip(part.texts, part.labels))
+
+
 CHECKS: dict[tuple[str, str], Callable[[DictConfig, object], None]] = {
     ("filters", "confidence"): check_confidence,
     ("filters", "entropy"): check_entropy,
@@ -690,6 +711,7 @@ CHECKS: dict[tuple[str, str], Callable[[DictConfig, object], None]] = {
     ("logger", "mlflow"): check_mlflow,
     **{("task", name): check_task for name in ("agnews", "files", "mr", "rotten_tomatoes", "sst2", "trec6")},
     **{("task", name): check_pip_task for name in ("newsgroups20", "r8")},
+    **{("task", name): check_token_task for name in ("conll2003", "token_files")},
 }
 # --- the round loop's plug-ins: schedule, calibration, teacher selection, student initialisation ---------------------
 
@@ -816,6 +838,7 @@ TASK = ("split.labels_per_class=2", "split.val_per_class=2", "split.val_size=nul
 EXTRA: dict[tuple[str, str], tuple[str, ...]] = {
     **{("task", name): TASK for name in ("agnews", "rotten_tomatoes", "sst2", "trec6", "newsgroups20", "r8")},
     ("task", "mr"): (*TASK, "task.test_holdout_size=10"),
+    ("task", "conll2003"): (*TASK, "experiment=ner", "split.pool_size=null"),
     ("teachers", "cloze"): ("selftrain.supervised_epochs=2",),
     ("teachers", "nsp"): ("selftrain.supervised_epochs=2",),
     ("stages", "contrastive"): ("stages.contrastive.module.optimizer.lr=1e-3", "stages.contrastive.pair_iterations=4"),
@@ -835,6 +858,10 @@ def test_option_instantiates_and_behaves(group: str, option: str, tmp_path: Path
     if (group, option) not in CHECKS:
         pytest.fail(f"conf/{group}/{option}.yaml has a _target_ but no check in tests/test_option_targets.py CHECKS")
     extra = EXTRA.get((group, option), ())
+    if option == "token_files":
+        data = write_conll(tmp_path / "train.conll", synthetic_sentences(40, seed=0))
+        extra = (*TASK, "experiment=ner", "task=token_files", f"task.sources.train.path={data}",
+                 f"task.sources.test.path={data}")
     if option == "files":  # its sources are ??? until given
         data = write_csv(tmp_path / "train.csv", synthetic_rows(20, seed=0))
         extra = (*TASK, "task.label_names=[neg,pos]", f"task.sources.train.path={data}",

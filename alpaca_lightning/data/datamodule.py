@@ -187,7 +187,7 @@ class SelfTrainingDataModule(pl.LightningDataModule):
         labels = np.zeros(0, dtype=np.int64) if labels is None else np.asarray(labels, dtype=np.int64)
         if len(positions) != len(labels):
             raise ValueError("start_round needs one pseudo-label per pool position.")
-        if len(positions) and (positions.min() < 0 or positions.max() >= len(self.splits.pool)):
+        if len(positions) and (positions.min() < 0 or positions.max() >= self.unit_count("pool")):
             raise ValueError("pseudo-label positions fall outside the unlabelled pool.")
         if len(np.unique(positions)) != len(positions):
             raise ValueError("pseudo-label positions must be unique.")
@@ -201,7 +201,7 @@ class SelfTrainingDataModule(pl.LightningDataModule):
             np.ones(len(positions), dtype=np.float32) if weights is None else np.asarray(weights, dtype=np.float32)
         )
         self.pseudo_targets = None if targets is None else np.asarray(targets, dtype=np.float32)
-        self.labelled_repeats = labelled_repeats(len(self.splits.labelled), len(positions), labelled_share)
+        self.labelled_repeats = labelled_repeats(self.unit_count("labelled"), len(positions), labelled_share)
 
     def for_round(self, round_index: int, **pseudo_labels: Any) -> SelfTrainingDataModule:
         """A new DataModule for one fit: this one's encoded splits (shared, tokenized once) with a round's training
@@ -231,6 +231,10 @@ class SelfTrainingDataModule(pl.LightningDataModule):
             raise ValueError(f"Unknown split '{split}'; choose from {SPLITS}.")
         self.prepare()
         return ExampleDataset(self.encoded[split], np.arange(len(self.encoded[split])))
+
+    def unit_count(self, split: str) -> int:
+        """How many units (rows of a prediction) the split has: one per example here."""
+        return len(self.prediction_set(split))
 
     def token_ids(self, split: str) -> list[list[int]]:
         """The split's token ids as this DataModule encoded them (once per run)."""

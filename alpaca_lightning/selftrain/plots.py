@@ -147,6 +147,8 @@ def plot_rounds(records: list[dict[str, Any]], path: Path) -> Path:
     lines = [
         ("val/acc", "validation accuracy", "o-"),
         ("test/acc", "test accuracy", "s-"),
+        ("val/f1", "validation entity F1", "o-."),  # token tasks
+        ("test/f1", "test entity F1", "s-."),
         ("pseudo/acc", "pseudo-label accuracy (vs hidden gold)", "^--"),
         ("pseudo/expected_precision", "expected pseudo-label accuracy (calibrated)", "v:"),
     ]

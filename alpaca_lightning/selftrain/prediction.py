@@ -101,7 +101,7 @@ def predict_split(
     out_dir: Path,
 ) -> Predictions:
     datamodule.use_for_prediction(split)
-    expected = len(datamodule.prediction_set(split))
+    expected = datamodule.unit_count(split)
     trainer = make_trainer(callbacks=[ShardWriter(out_dir)])
     trainer.predict(module, datamodule=datamodule, return_predictions=False)
     return merge_shards(out_dir, trainer.world_size, expected)

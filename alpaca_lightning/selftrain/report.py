@@ -16,8 +16,11 @@ from alpaca_lightning.selftrain.run_report import chosen_by, write_run_plot, wri
 # record key -> short column header of the summary table (it must fit an 80-column terminal)
 ROUND_COLUMNS = {
     "round": "round", "train_size": "train", "pseudo/count": "pseudo", "pseudo/acc": "pl_acc", "val/acc": "val_acc",
-    "val/f1_macro": "val_f1", "test/acc": "test_acc", "test/f1_macro": "test_f1", "wall_time_s": "secs",
+    "val/f1_macro": "val_f1", "val/f1": "val_f1", "test/acc": "test_acc", "test/f1_macro": "test_f1",
+    "test/f1": "test_f1", "wall_time_s": "secs",
 }
+# metrics shown in %, and the ones whose gain over round 0 results.json reports (entity F1: "f1")
+PERCENT_METRICS = ("acc", "f1_macro", "/f1")
 
 
 def build_results(records: list[dict[str, Any]], stop_reason: str, extra: dict[str, Any]) -> dict[str, Any]:
@@ -31,7 +34,7 @@ def build_results(records: list[dict[str, Any]], stop_reason: str, extra: dict[s
         "stop_reason": stop_reason,
         "supervised_only": {k: base[k] for k in metric_keys},
         "best": {k: best.get(k) for k in metric_keys},
-        "gain": {k: best[k] - base[k] for k in metric_keys if k.endswith(("acc", "f1_macro"))},
+        "gain": {k: best[k] - base[k] for k in metric_keys if k.endswith(PERCENT_METRICS)},
     }
     return results
 
@@ -62,11 +65,14 @@ def finished_results(run_dir: Path, config_sha256: str) -> dict[str, Any] | None
 def _fmt(key: str, value: Any) -> str:
     if value is None or (isinstance(value, float) and value != value):
         return "-"
-    if key.endswith(("acc", "f1_macro")):
+    if key.endswith(PERCENT_METRICS):
         return f"{100 * value:.1f}"
     if isinstance(value, float):
         return f"{value:.0f}"
     return str(value)
+
+
+HEADLINE_NAMES = {"test/acc": "test accuracy", "test/f1": "test entity F1", "test/f1_macro": "test macro-F1"}
 
 
 def print_summary(records: list[dict[str, Any]], results: dict[str, Any], run_dir: Path) -> None:
@@ -83,11 +89,13 @@ def print_summary(records: list[dict[str, Any]], results: dict[str, Any], run_di
         cells[0] += "*" if record.get("best") else " "  # the reported round (the schedule)
         table.add_row(*cells)
     console.print(table)
-    if "test/acc" in results["supervised_only"]:
-        sup, best = results["supervised_only"]["test/acc"], results["best"]["test/acc"]
+    headline = "test/" + results.get("monitor", "val/acc").split("/", 1)[1]  # the task's own: accuracy, entity F1
+    headline = headline if headline.endswith(PERCENT_METRICS) else "test/acc"  # e.g. monitor=val/nll
+    if headline in results["supervised_only"]:
+        sup, best = results["supervised_only"][headline], results["best"][headline]
         console.print(
-            f"test accuracy: supervised only (round 0) [bold]{100 * sup:.1f}%[/bold]  ->  round "
-            f"{results['best_round']} [bold]{100 * best:.1f}%[/bold]  (gain {100 * (best - sup):+.1f} points)"
+            f"{HEADLINE_NAMES.get(headline, headline)}: supervised only (round 0) [bold]{100 * sup:.1f}%[/bold]  ->  "
+            f"round {results['best_round']} [bold]{100 * best:.1f}%[/bold]  (gain {100 * (best - sup):+.1f} points)"
         )
     console.print(f"* the reported round ({chosen_by(results)}); stopped: {results['stop_reason']}")
     console.print(f"outputs: {run_dir}  (results.json, rounds.csv, rounds/round_*/)")

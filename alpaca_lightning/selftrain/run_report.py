@@ -34,9 +34,11 @@ TABLE_COLUMNS = {
     "val/acc": "val acc %",
     "test/acc": "test acc %",
     "test/f1_macro": "test F1 macro %",
+    "val/f1": "val entity F1 %",  # token tasks
+    "test/f1": "test entity F1 %",
 }
 PERCENT_KEYS = {"pseudo/acc", "pseudo/expected_precision", "teacher/val_ece", "teacher/val_ece_uncalibrated", "val/acc",
-                "test/acc", "test/f1_macro"}
+                "test/acc", "test/f1_macro", "val/f1", "test/f1"}
 
 
 def _round_dir(run_dir: Path, k: int) -> Path:

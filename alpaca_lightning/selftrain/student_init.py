@@ -26,6 +26,8 @@ from alpaca_lightning.stages import run_stages
 
 
 class StudentInit:
+    units = ("sentence", "word")  # the units of the task kinds it serves
+
     def check(self, stages: Sequence) -> None:
         """Fail before any training when the run cannot serve this initialisation."""
 
@@ -53,6 +55,8 @@ class ResetToRoundZero(StudentInit):
 class RerunStages(StudentInit):
     """The round-0 stages from the backbone, on the labelled set plus the ``pseudo_per_class`` most confident
     pseudo-labels of each class, written under ``<run>/stages/round_<k>/`` and removed once the round is complete."""
+
+    units = ("sentence",)  # it grows the labelled set by whole pseudo-labelled texts
 
     def __init__(self, pseudo_per_class: int = 16) -> None:
         if pseudo_per_class < 0:

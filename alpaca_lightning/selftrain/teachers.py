@@ -56,6 +56,7 @@ class ClassifierTeacher(Teacher):
     on the labelled set with other seeds (a seed ensemble: smoother, better-calibrated probabilities)."""
 
     name = "classifier"
+    units = ("sentence", "word")
 
     def __init__(self, extra_seeds: int = 0) -> None:
         self.extra_seeds = extra_seeds

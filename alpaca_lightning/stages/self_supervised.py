@@ -38,6 +38,7 @@ def held_out_loss(
 
 
 class SelfSupervisedStage(Stage):
+    units = ("sentence", "word")  # it reads the task's text only, whatever a unit is
     def __init__(
         self,
         module: Callable[..., SelfSupervisedModule],

@@ -1,5 +1,7 @@
-"""The task-kind interface. Sentence (and sentence-pair) classification is ``tasks/sentence.py``; another kind is
-one class here-like plus ``task.kind._target_`` in its task YAML."""
+"""The task-kind interface. Sentence (and sentence-pair) classification is ``tasks/sentence.py``, token
+classification ``tasks/tokens.py``; another kind is one class like them plus ``task.kind._target_`` in its task YAML.
+A kind whose data module serves its units through ``unit_count`` and ``for_round`` inherits prediction and the
+rounds' training data from here."""
 
 from __future__ import annotations
 
@@ -12,12 +14,15 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig
 
 from alpaca_lightning.data.splits import TaskSplits
-from alpaca_lightning.selftrain.prediction import Predictions
+from alpaca_lightning.errors import ConfigError
+from alpaca_lightning.selftrain.prediction import Predictions, predict_split
 from alpaca_lightning.selftrain.pseudo_labels import LabelUse, PseudoLabelSet
 
 
 class TaskKind:
     name = "task kind"
+    unit = "sentence"  # what one prediction row is; stages, teachers and student inits name the units they serve
+    setup_hint = ""  # where a config that sets the kind's plug-ins lives, for error messages
 
     # --- data ------------------------------------------------------------------------------------------------------
     def load_splits(self, task_cfg: DictConfig, split_cfg: dict[str, Any], seed: int) -> TaskSplits:
@@ -45,7 +50,7 @@ class TaskKind:
     def predict(self, module: pl.LightningModule, datamodule: pl.LightningDataModule, split: str,
                 make_trainer: Callable[..., pl.Trainer], out_dir: Path) -> Predictions:
         """One class distribution per unit of ``split``, through the one prediction path."""
-        raise NotImplementedError
+        return predict_split(module, datamodule, split, make_trainer, out_dir)
 
     def score(self, predictions: Predictions, gold: np.ndarray, prefix: str) -> dict[str, Any]:
         """The metrics of unit predictions against unit gold, named ``<prefix>/<metric>``."""
@@ -56,4 +61,24 @@ class TaskKind:
                       use: LabelUse, labelled_share: float | None) -> pl.LightningDataModule:
         """The data of one round's fit: the labelled set, plus the selected pseudo-labelled units as ``use`` says
         (None: the labelled set alone, round 0)."""
-        raise NotImplementedError
+        if selected is None:
+            return datamodule.for_round(round_index)
+        return datamodule.for_round(round_index, **selected.training_fields(use), labelled_share=labelled_share)
+
+
+# What to use instead of a plug-in that does not serve a task kind's units, per config group.
+UNIT_ALTERNATIVES = {
+    "stages": "Drop it: stages=[] or stages=[mlm] (masked-LM on the task's own text serves every task kind).",
+    "teachers": "Use teachers=[classifier].",
+    "student_init": "Use student_init=continue or student_init=reset.",
+}
+
+
+def check_units(part: Any, kind: TaskKind, group: str) -> None:
+    """Refuse, before any training, a plug-in (``units``: the units it serves, sentences by default) that cannot
+    work on the task kind's units."""
+    units = getattr(part, "units", ("sentence",))
+    if kind.unit not in units:
+        name = getattr(part, "name", type(part).__name__)
+        raise ConfigError(f"{group} '{name}' works on whole sentences, but task kind '{kind.name}' predicts one "
+                          f"{kind.unit} per unit. {UNIT_ALTERNATIVES[group]} {kind.setup_hint}".rstrip())

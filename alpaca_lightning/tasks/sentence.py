@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -11,10 +10,8 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from alpaca_lightning.data.datamodule import SelfTrainingDataModule
 from alpaca_lightning.data.splits import UNKNOWN_LABEL, TaskSpec, TaskSplits, TextSplit, build_splits
-from alpaca_lightning.selftrain.prediction import Predictions, classification_metrics, predict_split
-from alpaca_lightning.selftrain.pseudo_labels import LabelUse, PseudoLabelSet
+from alpaca_lightning.selftrain.prediction import Predictions, classification_metrics
 from alpaca_lightning.tasks.base import TaskKind
 
 # task config keys that are not TaskSpec fields: read by the teachers, the round loop, the pipeline
@@ -51,15 +48,5 @@ class SentenceClassification(TaskKind):
     def make_classifier(self, classifier: Callable[..., pl.LightningModule], **kwargs: Any) -> pl.LightningModule:
         return classifier(**kwargs)
 
-    def predict(self, module: pl.LightningModule, datamodule: pl.LightningDataModule, split: str,
-                make_trainer: Callable[..., pl.Trainer], out_dir: Path) -> Predictions:
-        return predict_split(module, datamodule, split, make_trainer, out_dir)
-
     def score(self, predictions: Predictions, gold: np.ndarray, prefix: str) -> dict[str, Any]:
         return classification_metrics(predictions, gold, prefix)
-
-    def training_data(self, datamodule: SelfTrainingDataModule, round_index: int, selected: PseudoLabelSet | None,
-                      use: LabelUse, labelled_share: float | None) -> SelfTrainingDataModule:
-        if selected is None:
-            return datamodule.for_round(round_index)
-        return datamodule.for_round(round_index, **selected.training_fields(use), labelled_share=labelled_share)
