@@ -178,6 +178,17 @@ def check_confidence(cfg: DictConfig, _) -> None:
     assert keeps(pseudo_filter, probs_for([0, 1, 2, 0], [0.95, 0.5, 0.9, 0.89])) == [0, 2]
 
 
+def check_sentence_confidence(cfg: DictConfig, _) -> None:
+    pseudo_filter = instantiate(cfg.filters.sentence_confidence)
+    assert isinstance(pseudo_filter, filters.SentenceConfidence)
+    probs = probs_for([0, 1, 2, 0], [0.95, 0.5, 0.95, 0.92])
+    # units of whole examples: the confidence threshold
+    assert keeps(pseudo_filter, probs) == [0, 2, 3]
+    # words of two sentences: the 0.5 word drops its whole sentence
+    context = SelectionContext(1, np.full(3, 1 / 3), unit_groups=np.array([0, 0, 1, 1]))
+    assert np.flatnonzero(apply_filters([pseudo_filter], probs, context)).tolist() == [2, 3]
+
+
 def check_entropy(cfg: DictConfig, _) -> None:
     pseudo_filter = instantiate(cfg.filters.entropy)
     assert isinstance(pseudo_filter, filters.EntropyThreshold)
@@ -291,6 +302,28 @@ def check_classifier(cfg: DictConfig, env: Env) -> None:
         expected = softmax_of(module, ctx.tokenizer, getattr(ctx.splits, split).texts)
         np.testing.assert_allclose(out[split].probs, expected, atol=1e-5)
     assert not (env.out / "teachers").exists()  # extra_seeds: 0, no ensemble members trained
+
+
+def check_lexicon(cfg: DictConfig, _) -> None:
+    """The labelled set's entity strings, matched longest first in other sentences: the tag at 0.9 on a matched
+    word, O at 0.5 elsewhere; matching is case-sensitive by default."""
+    from types import SimpleNamespace
+
+    from alpaca_lightning.data.tokens import map_tags, tag_names
+    from alpaca_lightning.selftrain.lexicon import LexiconTeacher
+
+    teacher = instantiate(cfg.teachers.lexicon)
+    assert isinstance(teacher, LexiconTeacher)
+    names = tag_names(["PER", "LOC"], "IOB2")
+    labelled = map_tags([(["alice", "met", "new", "york"], ["B-PER", "O", "B-LOC", "I-LOC"])], ["PER", "LOC"], "IOB2",
+                        "refuse", "labelled")
+    other = map_tags([(["we", "saw", "new", "york", "and", "alice", "in", "York"], ["O"] * 8)], ["PER", "LOC"], "IOB2",
+                     "refuse", "pool").without_tags()
+    splits = TaskSplits(names, labelled, other, other, None, {})
+    probs = teacher.predict(SimpleNamespace(splits=splits), None, None)["pool"].probs
+    assert [names[i] for i in probs.argmax(1)] == ["O", "O", "B-LOC", "I-LOC", "O", "B-PER", "O", "O"]
+    np.testing.assert_allclose(probs.max(1), [0.5, 0.5, 0.9, 0.9, 0.5, 0.9, 0.5, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-6)
 
 
 def check_prompt_teacher(teacher: teachers.PromptTeacher, env: Env) -> dict[str, np.ndarray]:
@@ -680,6 +713,8 @@ def check_token_task(cfg: DictConfig, env: Env) -> None:
 
 CHECKS: dict[tuple[str, str], Callable[[DictConfig, object], None]] = {
     ("filters", "confidence"): check_confidence,
+    ("filters", "sentence_confidence"): check_sentence_confidence,
+    ("teachers", "lexicon"): check_lexicon,
     ("filters", "entropy"): check_entropy,
     ("filters", "class_balanced"): check_class_balanced,
     ("filters", "curriculum"): check_curriculum,

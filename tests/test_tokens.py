@@ -24,7 +24,7 @@ from alpaca_lightning.tasks.tokens import entity_metrics
 from tests.conftest import compose_config
 from tests.token_data import ner_overrides, synthetic_sentences, token_task, write_conll
 
-TYPES = ["PER", "LOC", "ORG"]
+TYPES = ["PER", "LOC", "ORG", "MISC"]
 NAMES = tag_names(TYPES, "IOB2")
 
 
@@ -118,13 +118,36 @@ def test_a_token_run_goes_through_every_round_with_entity_scores(ner_run) -> Non
     results = json.loads((ner_run / "results.json").read_text())
     assert [r["round"] for r in rounds] == [0, 1, 2]
     assert results["monitor"] == "val/f1" and "test/f1" in results["best"]
-    assert {"test/f1_PER", "test/f1_LOC", "test/f1_ORG", "test/acc"} <= set(rounds[0])
+    assert {"test/f1_PER", "test/f1_LOC", "test/f1_ORG", "test/f1_MISC", "test/acc"} <= set(rounds[0])
     assert rounds[0]["test/f1"] > 0.3  # the tiny model learns the synthetic entities from a few sentences
     selected = pd.read_csv(ner_run / "rounds" / "round_1" / "pseudo_labels.csv")
     pool_words = len(np.load(ner_run / "rounds" / "round_0" / "teacher_predictions" / "pool" / "probs.npy"))
     # partial annotation: the filter keeps single words, not whole sentences
     assert 0 < len(selected) == rounds[1]["pseudo/count"] < pool_words
     assert "entity F1" in (ner_run / "report.md").read_text()
+    # entity-level diagnostics of the kept pseudo-labels, overall and per type
+    assert 0 < rounds[1]["pseudo_entities/precision"] <= 1 and 0 < rounds[1]["pseudo_entities/recall"] <= 1
+    assert {"pseudo_entities/precision_PER", "pseudo_entities/recall_LOC"} <= set(rounds[1])
+
+
+def test_the_lexicon_teacher_is_judged_and_fused_like_any_teacher(ner_task, tmp_path) -> None:
+    replaced = ("fusion=", "calibration=", "teacher_selection=", "selftrain.max_rounds=", "filters")
+    overrides = [o for o in ner_overrides(ner_task, tmp_path) if not o.startswith(replaced)]
+    cfg = compose_config(overrides + [
+        "teachers=[classifier,lexicon]", "fusion=product", "calibration=teachers", "teacher_selection=validation",
+        "filters=[sentence_confidence]", "filters.sentence_confidence.threshold=0.5", "selftrain.max_rounds=1",
+    ])
+    pipeline.run(cfg)
+    record = json.loads((tmp_path / "rounds.json").read_text())[1]
+    assert record["teacher_lexicon/val_f1"] > 0.3 and record["teachers/fused"]
+    # whole sentences only: every pool sentence is in or out with all its words
+    selected = pd.read_csv(tmp_path / "rounds" / "round_1" / "pseudo_labels.csv")["index"].to_numpy()
+    kind = pipeline.task_kind(cfg)
+    sentence_of = kind.unit_groups(pipeline.load_splits(cfg, kind), "pool")
+    kept = np.isin(np.arange(len(sentence_of)), selected)
+    assert 0 < kept.sum() < len(kept)
+    for sentence in np.unique(sentence_of[kept]):
+        assert kept[sentence_of == sentence].all()
 
 
 def test_a_finished_token_run_is_reused(ner_task, ner_run) -> None:

@@ -17,6 +17,8 @@ import numpy as np
 class SelectionContext:
     round_index: int  # 1 for the first pseudo-label round
     class_prior: np.ndarray  # the pool's class distribution: task.class_prior, or estimated (selftrain/prior.py)
+    # the example each unit belongs to (token tasks: a word's sentence); None where a unit is a whole example
+    unit_groups: np.ndarray | None = None
 
 
 class PseudoLabelFilter:
@@ -24,6 +26,27 @@ class PseudoLabelFilter:
 
     def __call__(self, probs: np.ndarray, keep: np.ndarray, context: SelectionContext) -> np.ndarray:
         raise NotImplementedError
+
+
+class SentenceConfidence(PseudoLabelFilter):
+    """Keep whole examples: a unit is kept when every unit of its example (every word of its sentence) is kept and
+    at least ``threshold`` confident, so one doubtful word drops its sentence. Where a unit is a whole example,
+    this is the confidence threshold."""
+
+    name = "sentence_confidence"
+
+    def __init__(self, threshold: float = 0.9) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"filters.sentence_confidence.threshold must be in [0, 1], got {threshold}.")
+        self.threshold = threshold
+
+    def __call__(self, probs: np.ndarray, keep: np.ndarray, context: SelectionContext) -> np.ndarray:
+        confident = keep & (probs.max(axis=1) >= self.threshold)
+        groups = context.unit_groups
+        if groups is None:
+            return confident
+        doubtful = np.unique(groups[~confident])
+        return confident & ~np.isin(groups, doubtful)
 
 
 class ConfidenceThreshold(PseudoLabelFilter):

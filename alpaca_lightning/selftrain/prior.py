@@ -32,10 +32,12 @@ def estimate_class_prior(
 
 def pool_prior(given: np.ndarray | None, pool_probs: np.ndarray, labelled_labels: np.ndarray) -> np.ndarray:
     """The pool's class prior: the one given (task.class_prior), or the EM estimate from a teacher's pool
-    probabilities, trained under the labelled set's class frequencies (uniform under K labels per class)."""
+    probabilities, trained under the labelled set's class frequencies (uniform under K labels per class). The
+    counts are add-one smoothed: a class absent from the labelled set (a tag that K sentences never show) would
+    otherwise get an infinite weight in the EM update."""
     if given is not None:
         return given
-    counts = np.bincount(labelled_labels, minlength=pool_probs.shape[1]).astype(float)
+    counts = np.bincount(labelled_labels, minlength=pool_probs.shape[1]).astype(float) + 1.0
     return estimate_class_prior(pool_probs, counts / counts.sum())
 
 

@@ -276,9 +276,10 @@ class SelfTrainingLoop:
         fused_val = fusion([o["validation"] for o in fused_with])
         fused_pool, fused_val = self.plugins.calibration.fused(fused_pool, fused_val, self.val_gold, diagnostics)
         prior = self.class_prior(fused_pool.probs)  # from the teachers that selection let in
-        selected = select_pseudo_labels(fused_pool, self.plugins.filters, SelectionContext(k, prior),
-                                        self.hidden.labels)
+        context = SelectionContext(k, prior, self.kind.unit_groups(self.ctx.splits, "pool"))
+        selected = select_pseudo_labels(fused_pool, self.plugins.filters, context, self.hidden.labels)
         diagnostics.update(selected.diagnostics(self.label_names))
+        diagnostics.update(self.kind.pseudo_label_scores(selected, self.hidden.labels))
         diagnostics["pseudo/expected_precision"] = none_if_nan(
             expected_precision(fused_pool.probs[selected.positions], fused_val.probs, self.val_gold))
         diagnostics.update(self._teacher_metrics("teacher", fused_pool, fused_val))

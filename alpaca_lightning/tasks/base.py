@@ -56,6 +56,15 @@ class TaskKind:
         """The metrics of unit predictions against unit gold, named ``<prefix>/<metric>``."""
         raise NotImplementedError
 
+    def unit_groups(self, splits: TaskSplits, split: str) -> np.ndarray | None:
+        """The example each unit of a split belongs to, for filters that keep whole examples (None: a unit is an
+        example)."""
+        return None
+
+    def pseudo_label_scores(self, selected: PseudoLabelSet, pool_gold: np.ndarray) -> dict[str, Any]:
+        """Diagnostics of a round's kept pseudo-labels beyond the per-unit ones (hidden gold: diagnostics only)."""
+        return {}
+
     # --- self-training ---------------------------------------------------------------------------------------------
     def training_data(self, datamodule: pl.LightningDataModule, round_index: int, selected: PseudoLabelSet | None,
                       use: LabelUse, labelled_share: float | None) -> pl.LightningDataModule:

@@ -27,6 +27,7 @@ from alpaca_lightning.errors import DataError
 from alpaca_lightning.models.token_classifier import TokenClassifier
 from alpaca_lightning.selftrain.calibration import nll
 from alpaca_lightning.selftrain.prediction import Predictions
+from alpaca_lightning.selftrain.pseudo_labels import PseudoLabelSet
 from alpaca_lightning.tasks.base import TaskKind
 
 SEQEVAL_SCHEMES = {"IOB2": IOB2, "BIOES": IOBES}  # seqeval names BIOES "IOBES"
@@ -82,6 +83,20 @@ class TokenClassification(TaskKind):
 
     def score(self, predictions: Predictions, gold: np.ndarray, prefix: str) -> dict[str, Any]:
         return entity_metrics(predictions, gold, self.tag_names, self.scheme, prefix)
+
+    # --- self-training ---------------------------------------------------------------------------------------------
+    def unit_groups(self, splits: TaskSplits, split: str) -> np.ndarray:
+        counts = getattr(splits, split).word_counts
+        return np.repeat(np.arange(len(counts)), counts)
+
+    def pseudo_label_scores(self, selected: PseudoLabelSet, pool_gold: np.ndarray) -> dict[str, Any]:
+        """Entity-level precision and recall of the kept pseudo-labels against the pool's hidden gold: the words
+        left out read as O, so a pseudo-entity counts when its every word was kept with the right tag."""
+        tags = np.zeros(len(pool_gold), dtype=np.int64)  # O
+        tags[selected.positions] = selected.labels
+        scores = entity_metrics(Predictions(np.eye(len(self.tag_names), dtype=np.float32)[tags]), pool_gold,
+                                self.tag_names, self.scheme, "pseudo_entities")
+        return {k: v for k, v in scores.items() if k.rsplit("/", 1)[1].startswith(("precision", "recall", "f1"))}
 
 
 SPLIT_KEYS = ("labels_per_class", "val_per_class", "val_size", "pool_size", "test_size")
