@@ -20,7 +20,6 @@ validation F1 is the self-training row), and full supervision on the pool's gold
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
