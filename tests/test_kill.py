@@ -25,6 +25,7 @@ import pytest
 
 from tests.conftest import outcome, tiny_overrides
 from tests.kill_harness import Zygote
+from tests.token_data import ner_overrides, token_task
 
 pytestmark = pytest.mark.slow  # whole runs killed and re-run, one after the other
 
@@ -152,22 +153,27 @@ def zygote(tmp_path_factory):
     process.close()
 
 
-@pytest.fixture(scope="module")
-def reference(synthetic_task, zygote, tmp_path_factory):
+def traced_reference(zygote, argv: list[str], out: Path) -> dict:
     """An uninterrupted, traced run: the results to match and the kill points it reaches."""
-    out = tmp_path_factory.mktemp("kill_reference") / "run"
     trace = out.parent / "trace"
     start = time.time()
-    status = zygote.run(kill_test_overrides(synthetic_task, out), child_env(trace), out.parent / "log")
+    status = zygote.run(argv, child_env(trace), out.parent / "log")
     assert status == 0, (out.parent / "log").read_text()[-3000:]
     labels = [label.replace(str(out), "<run>") for label in unique_labels(read_trace(trace))]
     return {"dir": out, "labels": labels, "wall": time.time() - start, "outputs": normalised(out)}
 
 
-def run_chain(zygote, synthetic_task, reference, folder: Path, kill_labels: list[str]) -> list[list[str]]:
+@pytest.fixture(scope="module")
+def reference(synthetic_task, zygote, tmp_path_factory):
+    out = tmp_path_factory.mktemp("kill_reference") / "run"
+    return traced_reference(zygote, kill_test_overrides(synthetic_task, out), out)
+
+
+def run_chain(zygote, synthetic_task, reference, folder: Path, kill_labels: list[str],
+              overrides=kill_test_overrides) -> list[list[str]]:
     """Kill one process at each label in turn, then finish; returns each process's trace."""
     out = folder / "run"
-    argv = kill_test_overrides(synthetic_task, out)
+    argv = overrides(synthetic_task, out)
     traces = []
     for j, label in enumerate([*kill_labels, None]):
         trace, log = folder / f"trace_{j}", folder / f"log_{j}"
@@ -205,6 +211,19 @@ def test_sigkill_at_chosen_points_then_rerun_matches_an_uninterrupted_run(synthe
     assert killed == KILL_POINTS
     if KILL_POINTS >= 20:
         assert {"pretraining", "round 0", "teachers", "fusion/filter", "students", "report"} <= stages
+
+
+def test_a_token_run_killed_at_chosen_points_then_rerun_matches(zygote, tmp_path_factory, tmp_path) -> None:
+    """The same guarantee for a token task (words as units, sentence pieces as examples)."""
+    task = token_task(tmp_path_factory.mktemp("kill_token_data"))
+    out = tmp_path_factory.mktemp("kill_token_reference") / "run"
+    reference = traced_reference(zygote, ner_overrides(task, out), out)
+    seed = int(os.environ.get("ALPACA_KILL_SEED", random.SystemRandom().randrange(10**6)))
+    labels = choose_kill_labels(reference["labels"], 8, random.Random(seed), "<run>")
+    print(f"token kill test: ALPACA_KILL_SEED={seed}, kill points {labels}")
+    traces = run_chain(zygote, task, reference, tmp_path, labels, overrides=ner_overrides)
+    assert normalised(tmp_path / "run") == reference["outputs"], f"diverged (seed {seed})"
+    check_only_cut_units_redone(traces)
 
 
 def test_sigkill_at_random_times_then_rerun_matches(synthetic_task, zygote, reference, tmp_path) -> None:

@@ -14,8 +14,8 @@ def test_ner_benchmark_smoke_variant(data_root, tmp_path) -> None:
     report = run_benchmark("smoke", tmp_path, Launch(label="ner"), [], None, whole_train=False)
     assert report["failures"] == []
     [cell] = report["cells"]
-    assert cell["lr"] == 3e-3 and len(cell["supervised"]) == 1 and 0 <= cell["supervised"][0] <= 1
-    assert set(cell["candidates"]) == {"default", "teachers=[classifier,lexicon]"}
+    assert cell["recipe"] == [3e-3, 4] and len(cell["supervised"]) == 1 and 0 <= cell["supervised"][0] <= 1
+    assert set(cell["candidates"]) == {"default", "class_balanced percentile=50", "teachers=[classifier,lexicon]"}
     assert cell["selftrain_candidate"] in cell["candidates"]
     assert list(report["full"]) == ["conll2003_full_pool"]
     table = (tmp_path / "results.md").read_text()
@@ -25,4 +25,4 @@ def test_ner_benchmark_smoke_variant(data_root, tmp_path) -> None:
     # a second call reuses every finished run
     again = Launch(label="ner")
     run_benchmark("smoke", tmp_path, again, [], None, whole_train=False)
-    assert len(again.reused) == 1 + 2 + 1
+    assert len(again.reused) == 1 + 3 + 1

@@ -130,12 +130,13 @@ def test_a_token_run_goes_through_every_round_with_entity_scores(ner_run) -> Non
     assert {"pseudo_entities/precision_PER", "pseudo_entities/recall_LOC"} <= set(rounds[1])
 
 
-def test_the_lexicon_teacher_is_judged_and_fused_like_any_teacher(ner_task, tmp_path) -> None:
+def test_lexicon_teacher_whole_sentences_and_soft_targets(ner_task, tmp_path) -> None:
     replaced = ("fusion=", "calibration=", "teacher_selection=", "selftrain.max_rounds=", "filters")
     overrides = [o for o in ner_overrides(ner_task, tmp_path) if not o.startswith(replaced)]
     cfg = compose_config(overrides + [
         "teachers=[classifier,lexicon]", "fusion=product", "calibration=teachers", "teacher_selection=validation",
         "filters=[sentence_confidence]", "filters.sentence_confidence.threshold=0.5", "selftrain.max_rounds=1",
+        "selftrain.labels=soft",  # per-word tag distributions as targets
     ])
     pipeline.run(cfg)
     record = json.loads((tmp_path / "rounds.json").read_text())[1]
