@@ -12,7 +12,6 @@ the number of wall-time kills.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
