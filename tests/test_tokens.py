@@ -176,3 +176,13 @@ def test_a_token_run_on_two_processes_matches_one(ner_task, ner_run, tmp_path) -
         for key in ("val/f1", "test/f1", "test/acc", "pseudo/count", "train_size"):
             if key in single:
                 assert single[key] == pytest.approx(ddp[key], abs=1e-6), (single["round"], key)
+
+
+def test_the_precision_gate_reads_entity_precision_on_validation(ner_task, ner_run, tmp_path) -> None:
+    """The expected precision of a token selection is the entity precision that the same filters give on
+    validation (confident O words alone would read as ~100% right word by word); a gate above it stops the run."""
+    expected = json.loads((ner_run / "rounds.json").read_text())[1]["pseudo/expected_precision"]
+    assert 0 < expected < 1
+    overrides = [o for o in ner_overrides(ner_task, tmp_path) if not o.startswith("selftrain.min_precision")]
+    results = pipeline.run(compose_config(overrides + [f"selftrain.min_precision={expected + 1e-3}"]))
+    assert results["rounds_run"] == 1 and "entities that the same filters keep on validation" in results["stop_reason"]

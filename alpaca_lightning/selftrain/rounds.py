@@ -20,7 +20,7 @@ import functools
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +34,10 @@ from alpaca_lightning.distributed import barrier, is_global_zero
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.killpoints import kill_point
 from alpaca_lightning.once import produce_once, seeded_build
-from alpaca_lightning.selftrain.calibration import Calibration, expected_precision, none_if_nan
+from alpaca_lightning.selftrain.calibration import Calibration, none_if_nan
 from alpaca_lightning.selftrain.diagnostics import round_diagnostics
 from alpaca_lightning.selftrain.events import PseudoLabelRound, RoundObserver, RoundOutputs
-from alpaca_lightning.selftrain.filters import PseudoLabelFilter, SelectionContext
+from alpaca_lightning.selftrain.filters import PseudoLabelFilter, SelectionContext, apply_filters
 from alpaca_lightning.selftrain.fusion import Fused, Fusion, TeacherOutput
 from alpaca_lightning.selftrain.plan import TrainingPlan
 from alpaca_lightning.selftrain.prediction import Predictions
@@ -244,8 +244,8 @@ class SelfTrainingLoop:
         if minimum is None or expected is None or expected >= minimum:
             return ""
         return (
-            f"round {k}: the {len(labelling.selected)} selected pseudo-labels would be about {expected:.0%} right (the "
-            f"teacher's confidence, calibrated on validation), below selftrain.min_precision={minimum}; a student "
+            f"round {k}: the {len(labelling.selected)} selected pseudo-labels would be about {expected:.0%} right "
+            f"({self.kind.precision_basis}), below selftrain.min_precision={minimum}; a student "
             f"trained on them learns the teacher's errors, so the run stops here. More labels give a better "
             f"teacher; selftrain.min_precision=null trains on them anyway."
         )
@@ -280,8 +280,10 @@ class SelfTrainingLoop:
         selected = select_pseudo_labels(fused_pool, self.plugins.filters, context, self.hidden.labels)
         diagnostics.update(selected.diagnostics(self.label_names))
         diagnostics.update(self.kind.pseudo_label_scores(selected, self.hidden.labels))
-        diagnostics["pseudo/expected_precision"] = none_if_nan(
-            expected_precision(fused_pool.probs[selected.positions], fused_val.probs, self.val_gold))
+        diagnostics["pseudo/expected_precision"] = none_if_nan(self.kind.expected_precision(
+            fused_pool.probs[selected.positions], fused_val, self.val_gold,
+            lambda probs, keep, groups: apply_filters(self.plugins.filters, probs, replace(context, unit_groups=groups),
+                                                      keep)))
         diagnostics.update(self._teacher_metrics("teacher", fused_pool, fused_val))
         diagnostics["pseudo/eligible"] = int(fused_pool.eligible.sum())
         diagnostics["pseudo/prior_distance"] = warn_if_skewed(k, selected, prior, self.label_names)

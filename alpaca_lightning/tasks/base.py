@@ -15,6 +15,8 @@ from omegaconf import DictConfig
 
 from alpaca_lightning.data.splits import TaskSplits
 from alpaca_lightning.errors import ConfigError
+from alpaca_lightning.selftrain.calibration import expected_precision
+from alpaca_lightning.selftrain.fusion import Fused
 from alpaca_lightning.selftrain.prediction import Predictions, predict_split
 from alpaca_lightning.selftrain.pseudo_labels import LabelUse, PseudoLabelSet
 
@@ -60,6 +62,16 @@ class TaskKind:
         """The example each unit of a split belongs to, for filters that keep whole examples (None: a unit is an
         example)."""
         return None
+
+    # what expected_precision measures, for the precision gate's message
+    precision_basis = "the teacher's confidence, calibrated on validation"
+
+    def expected_precision(self, selected_probs: np.ndarray, fused_val: Fused, val_gold: np.ndarray,
+                           select: Callable[[np.ndarray, np.ndarray, np.ndarray | None], np.ndarray]) -> float:
+        """How often the selected pseudo-labels (``selected_probs``: the fused teacher on them) should be right,
+        read on validation (``select(probs, keep, unit_groups)`` applies the round's filters to other
+        predictions); the precision gate (selftrain.min_precision) compares it. NaN for an empty selection."""
+        return expected_precision(selected_probs, fused_val.probs, val_gold)
 
     def pseudo_label_scores(self, selected: PseudoLabelSet, pool_gold: np.ndarray) -> dict[str, Any]:
         """Diagnostics of a round's kept pseudo-labels beyond the per-unit ones (hidden gold: diagnostics only)."""
