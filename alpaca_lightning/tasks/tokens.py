@@ -153,8 +153,8 @@ def entity_metrics(predictions: Predictions, gold: np.ndarray, names: list[str],
     for kind, row in sorted(report.items()):
         if kind.endswith(" avg"):
             continue
-        out.update({f"{prefix}/f1_{kind}": float(row["f1-score"]),
-                    f"{prefix}/precision_{kind}": float(row["precision"]), f"{prefix}/recall_{kind}": float(row["recall"])})
+        out.update({f"{prefix}/f1_{kind}": float(row["f1-score"]), f"{prefix}/precision_{kind}": float(row["precision"]),
+                    f"{prefix}/recall_{kind}": float(row["recall"])})
     return out
 
 
