@@ -151,10 +151,9 @@ def entity_metrics(predictions: Predictions, gold: np.ndarray, names: list[str],
         f"{prefix}/n": int(known.sum()),
     }
     for kind, row in sorted(report.items()):
-        if kind.endswith(" avg"):
-            continue
-        out.update({f"{prefix}/f1_{kind}": float(row["f1-score"]), f"{prefix}/precision_{kind}": float(row["precision"]),
-                    f"{prefix}/recall_{kind}": float(row["recall"])})
+        if not kind.endswith(" avg"):
+            out.update({f"{prefix}/{name}_{kind}": float(row[key])
+                        for name, key in (("f1", "f1-score"), ("precision", "precision"), ("recall", "recall"))})
     return out
 
 
