@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from alpaca_lightning.console import info
 from alpaca_lightning.data.batching import pad_token_rows
-from alpaca_lightning.data.datamodule import SPLITS, ConcatExamples, SelfTrainingDataModule
+from alpaca_lightning.data.datamodule import SPLITS, ConcatExamples, ExampleDataset, SelfTrainingDataModule
 from alpaca_lightning.data.tokens import TokenSplit
 from alpaca_lightning.errors import DataError
 
@@ -101,19 +100,14 @@ def encode_words(tokenizer: PreTrainedTokenizerBase, split: TokenSplit, max_leng
     return EncodedPieces(ids, cols, units, unit)
 
 
-class WordExamples(Dataset):
+class WordExamples(ExampleDataset):
     """Pieces of one encoded split at ``positions``. Per-unit ``fields`` (labels, weights, targets) index by word;
     ``scored`` (a boolean per unit, or None for all) says which words a piece carries."""
 
     def __init__(self, encoded: EncodedPieces, positions: np.ndarray, fields: dict[str, np.ndarray] | None = None,
                  scored: np.ndarray | None = None) -> None:
-        self.encoded = encoded
-        self.positions = np.asarray(positions, dtype=np.int64)
-        self.fields = fields or {}
+        super().__init__(encoded, positions, fields)
         self.scored = scored
-
-    def __len__(self) -> int:
-        return len(self.positions)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         piece = int(self.positions[i])
@@ -124,13 +118,6 @@ class WordExamples(Dataset):
         for key, values in self.fields.items():
             item[key] = values[units[keep]]
         return item
-
-    @property
-    def lengths(self) -> np.ndarray:
-        return self.encoded.lengths[self.positions]
-
-    def token_ids(self) -> set[int]:
-        return {token for pos in self.positions for token in self.encoded.input_ids[pos]}
 
 
 class WordCollator:

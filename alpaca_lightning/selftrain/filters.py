@@ -28,27 +28,6 @@ class PseudoLabelFilter:
         raise NotImplementedError
 
 
-class SentenceConfidence(PseudoLabelFilter):
-    """Keep whole examples: a unit is kept when every unit of its example (every word of its sentence) is kept and
-    at least ``threshold`` confident, so one doubtful word drops its sentence. Where a unit is a whole example,
-    this is the confidence threshold."""
-
-    name = "sentence_confidence"
-
-    def __init__(self, threshold: float = 0.9) -> None:
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"filters.sentence_confidence.threshold must be in [0, 1], got {threshold}.")
-        self.threshold = threshold
-
-    def __call__(self, probs: np.ndarray, keep: np.ndarray, context: SelectionContext) -> np.ndarray:
-        confident = keep & (probs.max(axis=1) >= self.threshold)
-        groups = context.unit_groups
-        if groups is None:
-            return confident
-        doubtful = np.unique(groups[~confident])
-        return confident & ~np.isin(groups, doubtful)
-
-
 class ConfidenceThreshold(PseudoLabelFilter):
     """Keep examples whose top class probability is at least ``threshold``."""
 
@@ -56,11 +35,27 @@ class ConfidenceThreshold(PseudoLabelFilter):
 
     def __init__(self, threshold: float = 0.9) -> None:
         if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"filters.confidence.threshold must be in [0, 1], got {threshold}.")
+            raise ValueError(f"filters.{self.name}.threshold must be in [0, 1], got {threshold}.")
         self.threshold = threshold
 
     def __call__(self, probs: np.ndarray, keep: np.ndarray, context: SelectionContext) -> np.ndarray:
         return keep & (probs.max(axis=1) >= self.threshold)
+
+
+class SentenceConfidence(ConfidenceThreshold):
+    """Keep whole examples: a unit is kept when every unit of its example (every word of its sentence) is kept and
+    at least ``threshold`` confident, so one doubtful word drops its sentence. Where a unit is a whole example,
+    this is the confidence threshold."""
+
+    name = "sentence_confidence"
+
+    def __call__(self, probs: np.ndarray, keep: np.ndarray, context: SelectionContext) -> np.ndarray:
+        confident = super().__call__(probs, keep, context)
+        groups = context.unit_groups
+        if groups is None:
+            return confident
+        doubtful = np.unique(groups[~confident])
+        return confident & ~np.isin(groups, doubtful)
 
 
 class EntropyThreshold(PseudoLabelFilter):
