@@ -186,3 +186,11 @@ def test_the_precision_gate_reads_entity_precision_on_validation(ner_task, ner_r
     overrides = [o for o in ner_overrides(ner_task, tmp_path) if not o.startswith("selftrain.min_precision")]
     results = pipeline.run(compose_config(overrides + [f"selftrain.min_precision={expected + 1e-3}"]))
     assert results["rounds_run"] == 1 and "entities that the same filters keep on validation" in results["stop_reason"]
+
+
+def test_masked_lm_on_the_task_text_serves_token_tasks(ner_task, tmp_path) -> None:
+    replaced = ("selftrain.max_rounds=", "selftrain.supervised_epochs=")
+    overrides = [o for o in ner_overrides(ner_task, tmp_path) if not o.startswith(replaced)]
+    results = pipeline.run(compose_config(overrides + [
+        "stages=[mlm]", "stages.mlm.max_steps=2", "selftrain.max_rounds=0", "selftrain.supervised_epochs=2"]))
+    assert results["rounds_run"] == 1 and (tmp_path / "stages" / "0_mlm" / "COMPLETE").is_file()
