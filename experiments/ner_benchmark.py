@@ -68,8 +68,12 @@ VARIANTS = {
     "quick": NerVariant(ks=[5], seeds=[0], pool_size=500, test_size=1000, grid=GRID),
     # the same code path in seconds, for the test suite (tiny model, fixture data; see tests/test_ner_benchmark.py)
     "smoke": NerVariant(ks=[2], seeds=[0], pool_size=40, test_size=20, grid=[(3e-3, 4)], full_epochs=2,
-                        extra=["model=tiny_bert", "selftrain.max_rounds=1", "selftrain.min_precision=null",
-                               "filters.confidence.threshold=0.3"]),
+                        extra=["model=tiny_bert", "selftrain.max_rounds=1", "selftrain.min_precision=null"],
+                        # the untrained tiny model is never 90% confident: a low threshold keeps some words
+                        candidates={"default": ["filters.confidence.threshold=0.3"],
+                                    "class_balanced percentile=50": PER_TAG_HALF,
+                                    "teachers=[classifier,lexicon]": ["teachers=[classifier,lexicon]",
+                                                                      "filters.confidence.threshold=0.3"]}),
 }
 PLAIN = ["stages=[]", "selftrain.max_rounds=0"]
 MAX_LENGTH = 128  # subwords per piece: longer sentences are split at word boundaries (logged), never cut

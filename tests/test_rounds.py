@@ -46,8 +46,8 @@ def test_round_settings_take_every_default_from_the_yaml() -> None:
 def _scramble_pool_labels(monkeypatch) -> None:
     load = pipeline.load_splits
 
-    def scrambled(cfg):
-        splits = load(cfg)
+    def scrambled(cfg, kind=None):
+        splits = load(cfg, kind)
         splits.pool.labels = np.random.default_rng(7).permutation(splits.pool.labels)
         return splits
 
