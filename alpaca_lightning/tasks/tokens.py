@@ -87,8 +87,7 @@ class TokenClassification(TaskKind):
 
     # --- self-training ---------------------------------------------------------------------------------------------
     def unit_groups(self, splits: TaskSplits, split: str) -> np.ndarray:
-        counts = getattr(splits, split).word_counts
-        return np.repeat(np.arange(len(counts)), counts)
+        return sentence_index(getattr(splits, split).word_counts)
 
     precision_basis = "the precision of the entities that the same filters keep on validation"
 
@@ -100,24 +99,30 @@ class TokenClassification(TaskKind):
         reads as precision 0 (no entity kept)."""
         if len(selected_probs) == 0:
             return float("nan")
-        lengths = val_gold.sentence_lengths
-        keep = select(fused_val.probs, fused_val.eligible, np.repeat(np.arange(len(lengths)), lengths))
-        tags = np.where(keep, fused_val.probs.argmax(axis=1), 0)
-        scores = entity_metrics(Predictions(np.eye(len(self.tag_names), dtype=np.float32)[tags]), val_gold,
-                                self.tag_names, self.scheme, "selected")
+        keep = select(fused_val.probs, fused_val.eligible, sentence_index(val_gold.sentence_lengths))
+        scores = self.kept_tag_scores(np.flatnonzero(keep), fused_val.probs.argmax(axis=1)[keep], val_gold, "selected")
         return scores.get("selected/precision", float("nan"))
 
     def pseudo_label_scores(self, selected: PseudoLabelSet, pool_gold: np.ndarray) -> dict[str, Any]:
         """Entity-level precision and recall of the kept pseudo-labels against the pool's hidden gold: the words
         left out read as O, so a pseudo-entity counts when its every word was kept with the right tag."""
-        tags = np.zeros(len(pool_gold), dtype=np.int64)  # O
-        tags[selected.positions] = selected.labels
-        scores = entity_metrics(Predictions(np.eye(len(self.tag_names), dtype=np.float32)[tags]), pool_gold,
-                                self.tag_names, self.scheme, "pseudo_entities")
+        scores = self.kept_tag_scores(selected.positions, selected.labels, pool_gold, "pseudo_entities")
         return {k: v for k, v in scores.items() if k.rsplit("/", 1)[1].startswith(("precision", "recall", "f1"))}
+
+    def kept_tag_scores(self, positions: np.ndarray, tags: np.ndarray, gold: WordTags, prefix: str) -> dict[str, Any]:
+        """Entity scores of a selection: the words at ``positions`` with their ``tags``, every other word O."""
+        hard = np.zeros(len(gold), dtype=np.int64)  # O
+        hard[positions] = tags
+        return entity_metrics(Predictions(np.eye(len(self.tag_names), dtype=np.float32)[hard]), gold, self.tag_names,
+                              self.scheme, prefix)
 
 
 SPLIT_KEYS = ("labels_per_class", "val_per_class", "val_size", "pool_size", "test_size")
+
+
+def sentence_index(lengths: np.ndarray) -> np.ndarray:
+    """The sentence of each word, for sentences of these lengths."""
+    return np.repeat(np.arange(len(lengths)), lengths)
 
 
 def sentences_of(tags: np.ndarray, lengths: np.ndarray, names: list[str]) -> list[list[str]]:
