@@ -1,0 +1,122 @@
+"""Tables in and out of ``alpaca-predict``, a chunk at a time: CSV, TSV, JSONL and parquet.
+
+Reading yields DataFrames of at most ``chunk_size`` rows, so memory is bounded by the chunk, not the file. Text
+columns are read as strings, as the training sources read them (``data/sources.py``). Writing appends chunks to a
+file of the output's format; a file whose content is not the format its name says is an error that names both.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+import pandas as pd
+
+from alpaca_lightning.errors import DataError
+
+FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
+_COMPRESSION = {".bz2", ".gz", ".xz", ".zip", ".zst"}
+
+
+def table_format(path: Path) -> str:
+    suffixes = [s.lower() for s in Path(path).suffixes if s.lower() not in _COMPRESSION]
+    fmt = FORMATS.get(suffixes[-1] if suffixes else "")
+    if fmt is None:
+        raise DataError(f"Cannot tell the format of {path} from its name: use a file ending in one of "
+                        f"{sorted(FORMATS)} (CSV and TSV may be compressed, e.g. .csv.gz).")
+    return fmt
+
+
+def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
+    """The rows of ``path`` in order, ``chunk_size`` at a time."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"Input file not found: {path}.")
+    fmt = table_format(path)
+    reader = {"csv": _delimited, "tsv": _delimited, "jsonl": _jsonl, "parquet": _parquet}[fmt]
+    yield from reader(path, chunk_size, fmt)
+
+
+def _delimited(path: Path, chunk_size: int, fmt: str) -> Iterator[pd.DataFrame]:
+    import csv
+
+    # QUOTE_NONE for TSV, as the training sources: GLUE-style files hold unbalanced quotes inside sentences
+    options = dict(sep="," if fmt == "csv" else "\t", quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
+                   dtype=str, keep_default_na=False, chunksize=chunk_size, encoding="utf-8-sig", index_col=False)
+    try:
+        with pd.read_csv(path, **options) as chunks:
+            yield from chunks
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
+        raise DataError(f"{path} is not a well-formed UTF-8 {fmt.upper()} file ({err}). Fix it, or give the file the "
+                        f"suffix of its real format.") from None
+
+
+def _jsonl(path: Path, chunk_size: int, fmt: str) -> Iterator[pd.DataFrame]:
+    from pandas.io.common import get_handle
+
+    records: list[dict] = []
+    with get_handle(path, "r", compression="infer", encoding="utf-8-sig") as handles:
+        for number, line in enumerate(handles.handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path} line {number} is not valid JSON ({err.msg}): a .jsonl file holds one JSON "
+                                f"object per line. Fix that line, or give the file the suffix of its format.") from None
+            if not isinstance(record, dict):
+                raise DataError(f"{path} line {number} is a JSON {type(record).__name__}, not an object: JSONL "
+                                f'needs one object per line, e.g. {{"text": "..."}}.')
+            records.append(record)
+            if len(records) == chunk_size:
+                yield pd.DataFrame.from_records(records)
+                records = []
+    if records:
+        yield pd.DataFrame.from_records(records)
+
+
+def _parquet(path: Path, chunk_size: int, fmt: str) -> Iterator[pd.DataFrame]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        handle = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise DataError(f"{path} is not a parquet file ({err}). Give the file the suffix of its real format "
+                        f"(.csv, .tsv, .jsonl).") from None
+    for batch in handle.iter_batches(batch_size=chunk_size):
+        yield batch.to_pandas()
+
+
+class ChunkWriter:
+    """Appends DataFrames to one open file in ``fmt``; the header (CSV/TSV, unless ``header`` is false: a file that
+    continues another) or schema (parquet) comes from the first chunk."""
+
+    def __init__(self, handle: IO[bytes], fmt: str, header: bool = True) -> None:
+        self.handle = handle
+        self.fmt = fmt
+        self._parquet = None
+        self._header = header  # CSV/TSV: whether the next chunk starts with the header row
+
+    def write(self, frame: pd.DataFrame) -> None:
+        if self.fmt == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.handle, table.schema)
+            self._parquet.write_table(table.cast(self._parquet.schema))
+        elif self.fmt == "jsonl":
+            text = frame.to_json(orient="records", lines=True, force_ascii=False)
+            self.handle.write(text.encode() if text.endswith("\n") or not text else (text + "\n").encode())
+        else:
+            sep = "," if self.fmt == "csv" else "\t"
+            self.handle.write(frame.to_csv(index=False, header=self._header, sep=sep).encode())
+        self._header = False
+
+    def close(self) -> None:
+        if self._parquet is not None:
+            self._parquet.close()
