@@ -203,6 +203,7 @@ def run_to_results(cfg: DictConfig) -> dict[str, Any]:
     results["best_model"] = str(loop.round_dir(results["best_round"]) / "model")
     results["config_sha256"] = run_key
     results["label_names"] = list(splits.label_names)  # what alpaca-predict and alpaca-export name the classes
+    results["use_command"] = kind.use_command(run_dir)
     if is_global_zero():
         write_outputs(run_dir, records, results, splits.label_names)
         print_summary(records, results, run_dir)

@@ -1,4 +1,5 @@
-"""Real processes to kill: ``alpaca-train`` runs forked from a zygote that imported the package once.
+"""Real processes to kill: ``alpaca-train`` (or ``alpaca-predict``) runs forked from a zygote that imported the
+package once.
 
 Python start-up (torch, Lightning, transformers) costs seconds per process; a kill test needs dozens of processes.
 ``python -m tests.kill_harness`` imports ``alpaca_lightning.train`` and then, for each JSON line on stdin
@@ -9,6 +10,7 @@ and ``{"status": ...}`` when the child ends (``-9``: killed by SIGKILL). Nothing
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import select
@@ -24,15 +26,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _child(job: dict) -> None:
     from alpaca_lightning import train
+    from alpaca_lightning.inference import predict_files
 
     os.environ.update(job["env"])
     fd = os.open(job["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    sys.argv = ["alpaca-train", *job["argv"]]
     code = 0
     try:
-        train.main()
+        if job.get("entry") == "predict":
+            code = predict_files.main(job["argv"])
+        else:
+            sys.argv = ["alpaca-train", *job["argv"]]
+            train.main()
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
     except BaseException:
@@ -45,7 +51,8 @@ def _child(job: dict) -> None:
 
 
 def serve() -> None:
-    import alpaca_lightning.train  # noqa: F401  (the import is the point: children start warm)
+    for entry_point in ("alpaca_lightning.train", "alpaca_lightning.inference.predict_files"):
+        importlib.import_module(entry_point)  # the import is the point: children start warm
 
     for line in sys.stdin:
         job = json.loads(line)
@@ -76,10 +83,12 @@ class Zygote:
         return json.loads(line)
 
     def run(self, argv: list[str], env: dict[str, str], log: Path, kill_after: float | None = None,
-            timeout: float = 600, signal_at: tuple[str, int] | None = None) -> int:
+            timeout: float = 600, signal_at: tuple[str, int] | None = None, entry: str = "train") -> int:
         """Exit status of one run (negative: the signal that ended it). ``signal_at=(label, signum)``: send the
-        signal from outside once the run's trace (``ALPACA_KILL_TRACE``) holds that label."""
-        self.process.stdin.write(json.dumps({"argv": argv, "env": env, "log": str(log)}) + "\n")
+        signal from outside once the run's trace (``ALPACA_KILL_TRACE``) holds that label. ``entry="predict"`` runs
+        ``alpaca-predict <argv>`` instead."""
+        job = {"argv": argv, "env": env, "log": str(log), "entry": entry}
+        self.process.stdin.write(json.dumps(job) + "\n")
         pid = self._read(timeout)["pid"]
         answer = None
         if signal_at is not None:

@@ -273,3 +273,39 @@ def test_a_killed_sweep_reruns_only_its_unfinished_jobs(synthetic_task, zygote, 
     single_argv = one_round_overrides(synthetic_task, single) + ["seed=1"]
     assert zygote.run(single_argv, child_env(tmp_path / "trace_2"), tmp_path / "log_2") == 0
     assert normalised(sweep / "1") == normalised(single)
+
+
+def test_a_prediction_killed_mid_chunk_then_rerun_writes_the_same_file(zygote, tiny_run_once, synthetic_task,
+                                                                       tmp_path) -> None:
+    """alpaca-predict in chunks of 30 rows, killed inside a chunk's batches, between a shard's or a part's temporary
+    file and its rename, after a chunk and while the output is written: each re-run finishes only the chunks not
+    yet done, and the output is byte for byte the uninterrupted one."""
+    def argv(out: Path) -> list[str]:
+        return [str(tiny_run_once.out), str(synthetic_task["test"]), "-o", str(out), "--chunk-size", "30",
+                "data.predict_batch_size=8", "hardware.precision=32-true"]
+
+    reference = tmp_path / "reference" / "labelled.csv"
+    reference.parent.mkdir()
+    trace = tmp_path / "reference" / "trace"
+    status = zygote.run(argv(reference), child_env(trace), tmp_path / "reference" / "log", entry="predict")
+    assert status == 0, (tmp_path / "reference" / "log").read_text()[-3000:]
+    labels = [label.replace(str(reference), "<out>") for label in unique_labels(read_trace(trace))]
+    by_kind: dict[str, list[str]] = defaultdict(list)
+    for label in labels:
+        by_kind["batch" if " batch " in label else label.split()[0]].append(label)
+    assert {"batch", "write", "chunk"} <= set(by_kind), by_kind.keys()
+    rng = random.Random(int(os.environ.get("ALPACA_KILL_SEED", "0")))
+    chosen = sorted({rng.choice(members) for members in by_kind.values() for _ in range(2)}, key=labels.index)
+    out = tmp_path / "chain" / "labelled.csv"
+    out.parent.mkdir()
+    chunks_done = []
+    for j, label in enumerate([*chosen, None]):
+        trace_j, log = tmp_path / "chain" / f"trace_{j}", tmp_path / "chain" / f"log_{j}"
+        target = label.replace("<out>", str(out)) if label else None
+        status = zygote.run(argv(out), child_env(trace_j, target), log, entry="predict")
+        assert status == (0 if label is None else -9), (label, log.read_text()[-3000:])
+        chunks_done.append([line for line in read_trace(trace_j) if line.startswith("chunk ")])
+    finished = [chunk for process in chunks_done for chunk in process]
+    assert len(finished) == len(set(finished)) == 4, f"a chunk was predicted twice or never: {chunks_done}"
+    assert out.read_bytes() == reference.read_bytes()
+    assert not out.with_name(out.name + ".parts").exists()

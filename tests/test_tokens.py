@@ -194,3 +194,53 @@ def test_masked_lm_on_the_task_text_serves_token_tasks(ner_task, tmp_path) -> No
     results = pipeline.run(compose_config(overrides + [
         "stages=[mlm]", "stages.mlm.max_steps=2", "selftrain.max_rounds=0", "selftrain.supervised_epochs=2"]))
     assert results["rounds_run"] == 1 and (tmp_path / "stages" / "0_mlm" / "COMPLETE").is_file()
+
+
+# --- using the model -----------------------------------------------------------------------------------------------
+def test_a_token_run_exports_to_transformers_and_onnx_with_the_runs_word_predictions(ner_run, ner_task,
+                                                                                     tmp_path) -> None:
+    """transformers' AutoModelForTokenClassification (and the ONNX graph) read at each word's first subword give
+    the run's own test predictions; prediction from the run folder points at the export."""
+    import argparse
+
+    import onnxruntime
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    import alpaca_lightning
+    from alpaca_lightning.inference.export import export
+
+    options = argparse.Namespace(round_index=None, int8=False, overwrite=False)
+    folder = export(ner_run, tmp_path / "tagger", "transformers", options)
+    onnx_folder = export(ner_run, tmp_path / "onnx", "onnx", options)
+    results = json.loads((ner_run / "results.json").read_text())
+    expected = np.load(ner_run / "rounds" / f"round_{results['best_round']}" / "predictions.npz")["test"]
+    sentences = read_conll_words(ner_task["test"])
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForTokenClassification.from_pretrained(folder).eval()
+    session = onnxruntime.InferenceSession(str(onnx_folder / "model.onnx"))
+    rows, onnx_rows = [], []
+    for words in sentences:
+        encoded = tokenizer(words, is_split_into_words=True, truncation=True, max_length=64, return_tensors="pt")
+        first = [encoded.word_ids().index(w) for w in range(len(words))]
+        with torch.no_grad():
+            rows.append(torch.softmax(model(**encoded).logits[0], -1)[first].numpy())
+        onnx_probs = session.run(["probabilities"], {k: v.numpy() for k, v in encoded.items()})[0][0]
+        onnx_rows.append(onnx_probs[first])
+    for probs in (np.concatenate(rows), np.concatenate(onnx_rows)):
+        assert (probs.argmax(1) == expected.argmax(1)).all() and np.abs(probs - expected).max() < 1e-4
+    assert model.config.id2label[0] == results["label_names"][0]
+    with pytest.raises(AlpacaError, match="--format transformers"):
+        alpaca_lightning.load(ner_run)
+    assert results["use_command"].startswith(f"alpaca-export {ner_run}")
+
+
+def read_conll_words(path: Path) -> list[list[str]]:
+    sentences, words = [], []
+    for line in path.read_text().splitlines() + [""]:
+        if not line.strip():
+            if words:
+                sentences.append(words)
+            words = []
+        elif not line.startswith("-DOCSTART-"):
+            words.append(line.split()[0])
+    return sentences

@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
 from alpaca_lightning.console import quiet_libraries
 from alpaca_lightning.data.splits import UNKNOWN_LABEL, TaskSplits, Text, TextSplit
+from alpaca_lightning.distributed import barrier, is_global_zero
 from alpaca_lightning.errors import AlpacaError, DataError
 from alpaca_lightning.inference.run_folder import TrainedRun, apply_overrides, open_run
 from alpaca_lightning.models.backbone import load_tokenizer
@@ -84,10 +85,11 @@ class RunClassifier:
         trainers = TrainerFactory(self.cfg.hardware, dict(self.cfg.trainer), lambda stage: [], work_dir,
                                   self.precision)
         shards = work_dir / "shards"
-        try:
-            return predict_split(self.module, datamodule, "test", trainers.predict, shards).probs
-        finally:
+        probs = predict_split(self.module, datamodule, "test", trainers.predict, shards).probs
+        barrier()  # every process has merged the shards (under strategy=ddp each runs this code) before they go
+        if is_global_zero():
             shutil.rmtree(shards, ignore_errors=True)
+        return probs
 
     def _check_shared_work_dir(self) -> None:
         hardware = self.cfg.hardware

@@ -207,7 +207,9 @@ def predict_file(clf: RunClassifier, input_path: Path, output: Path, columns: Co
             info(f"chunk {i}: rows {rows}-{rows + len(frame) - 1} predicted")
         counts = store.counts(i)
         rows, labelled, correct = rows + counts["rows"], labelled + counts["labelled"], correct + counts["correct"]
-    if chunks == 0:
+    if rows == 0:
+        if is_global_zero():
+            shutil.rmtree(store.folder, ignore_errors=True)
         raise DataError(f"{input_path} holds no rows: nothing to predict.")
     if is_global_zero():
         assemble(store, chunks, output)
@@ -231,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                         "where the input has it; '' never scores)")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
                         help=f"rows read and predicted at a time (default {DEFAULT_CHUNK_SIZE})")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # settings may come before or after the options
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         clf = RunClassifier(open_run(args.run_dir, args.round_index), args.overrides)

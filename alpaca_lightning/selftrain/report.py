@@ -99,3 +99,5 @@ def print_summary(records: list[dict[str, Any]], results: dict[str, Any], run_di
         )
     console.print(f"* the reported round ({chosen_by(results)}); stopped: {results['stop_reason']}")
     console.print(f"outputs: {run_dir}  (results.json, rounds.csv, rounds/round_*/)")
+    if results.get("use_command"):
+        console.print(f"use the model: {results['use_command']}", soft_wrap=True)

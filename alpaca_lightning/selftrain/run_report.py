@@ -191,6 +191,8 @@ def write_run_report(
     lines += _round_table(records) + [""]
     lines += _precision_table(records, label_names)
     lines += _figures(run_dir, records)
+    if results.get("use_command"):
+        lines += ["## Use the model", "", "```bash", results["use_command"], "```", ""]
     path = run_dir / "report.md"
     atomic_write_text(path, "\n".join(lines).rstrip("\n") + "\n")
     return path

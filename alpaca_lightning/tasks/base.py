@@ -77,6 +77,10 @@ class TaskKind:
         """Diagnostics of a round's kept pseudo-labels beyond the per-unit ones (hidden gold: diagnostics only)."""
         return {}
 
+    def use_command(self, run_dir: Path) -> str:
+        """The command that uses the run's reported model, printed at the end of a run and in report.md."""
+        return f"alpaca-predict {run_dir} texts.csv"  # Python: alpaca_lightning.load(run_dir).predict(texts)
+
     # --- self-training ---------------------------------------------------------------------------------------------
     def training_data(self, datamodule: pl.LightningDataModule, round_index: int, selected: PseudoLabelSet | None,
                       use: LabelUse, labelled_share: float | None) -> pl.LightningDataModule:

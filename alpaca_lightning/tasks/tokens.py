@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +45,10 @@ class TokenClassification(TaskKind):
         self.scheme = scheme
         self.invalid_tags = invalid_tags
         self.tag_names: list[str] = []
+
+    def use_command(self, run_dir: Path) -> str:
+        # then transformers' token-classification pipeline loads the folder
+        return f"alpaca-export {run_dir} tagger --format transformers"
 
     # --- data ------------------------------------------------------------------------------------------------------
     def load_splits(self, task_cfg: DictConfig, split_cfg: dict[str, Any], seed: int) -> TaskSplits:
