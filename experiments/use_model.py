@@ -7,13 +7,14 @@
 1. The run's test split is drawn again from its config (the same texts and labels as the run scored) and written
    as a CSV with the task's text and label columns; ``alpaca-predict`` labels it as a user would (a subprocess, the
    run's own precision and batch size) and prints its accuracy, which must equal the run's recorded test accuracy.
-2. Speed, fp32, batches of ``data.predict_batch_size``, interleaved repeats in one process: speed.py's hand loop
-   (texts tokenized once beforehand, sorted by length, dynamic padding, inference mode), the same loop with the
-   tokenization timed, and ``alpaca_lightning.load(run).predict_proba(texts)`` (tokenization included). The
-   ``alpaca-predict`` wall time of step 1 (Python start-up, model load, file in and out) is reported beside them.
+2. Speed, fp32, batches of ``data.predict_batch_size``, in one process: speed.py's hand loop (texts tokenized
+   once beforehand and not timed, sorted by length, dynamic padding, inference mode) against
+   ``alpaca_lightning.load(run).predict_proba(texts)`` (tokenization timed), in back-to-back pairs of alternating
+   order. The ``alpaca-predict`` wall time of step 1 (Python start-up, model load, file in and out) is reported too.
 3. ``alpaca-export`` to ONNX (+ int8) and sentence-transformers; each predicts the test texts with its own library
    (onnxruntime + tokenizers; SentenceTransformer.encode + softmax): argmax agreement and the largest probability
-   difference against the API's fp32 probabilities.
+   difference against the API's fp32 probabilities, and the seconds each took (onnxruntime in length-sorted
+   batches of the same size; sentence-transformers in its own batching).
 
 Writes use_model.json and use_model.md to --out (default experiments/results/use_model_cpu).
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import statistics
 import subprocess
 import sys
 import time
@@ -32,15 +34,20 @@ import numpy as np
 import pandas as pd
 import torch
 
+if __package__ in (None, ""):  # run as `python experiments/use_model.py`: make the `experiments` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from alpaca_lightning.artifacts import atomic_write_json, atomic_write_text
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
 from alpaca_lightning.inference.classifier import RunClassifier, load
 from alpaca_lightning.inference.export import export
 from alpaca_lightning.inference.run_folder import TrainedRun
 from alpaca_lightning.pipeline import load_splits
-from experiments.speed import encode, hand_loop_probs, interleaved
+from experiments.speed import encode, hand_loop_probs
 
 BIN = Path(sys.executable).parent
+HAND_LOOP = "hand loop (speed.py), tokenized beforehand"
+API = "alpaca_lightning.load(run).predict_proba, tokenization included"
 
 
 def default_job(work: Path) -> Path:
@@ -74,24 +81,31 @@ def cli_accuracy(run_dir: Path, source: Path, out: Path) -> dict[str, Any]:
             "accuracy": float(match.group(3))}
 
 
-def speed(clf32: RunClassifier, texts: list[str], repeats: int) -> dict[str, Any]:
+def speed(clf32: RunClassifier, texts: list[str], pairs: int) -> dict[str, Any]:
+    """speed.py's hand loop (texts tokenized beforehand, untimed) against the API (tokenization timed), in
+    back-to-back pairs whose order alternates: on a shared machine whose speed drifts, the ratio within a pair is
+    steadier than a ratio of medians."""
     tokenizer, module = clf32.tokenizer, clf32.module
     batch, max_length = int(clf32.cfg.data.predict_batch_size), int(clf32.cfg.data.max_length)
     encoded = encode(texts, tokenizer, max_length)
-    paths = {
-        "hand loop (speed.py), tokenized beforehand": lambda: hand_loop_probs(module, encoded, tokenizer, batch),
-        "hand loop, tokenization timed": lambda: hand_loop_probs(module, encode(texts, tokenizer, max_length),
-                                                                 tokenizer, batch),
-        "alpaca_lightning.load(run).predict_proba": lambda: clf32.predict_proba(texts),
-    }
+    paths = {HAND_LOOP: lambda: hand_loop_probs(module, encoded, tokenizer, batch),
+             API: lambda: clf32.predict_proba(texts)}
     hand_loop_probs(module, encoded[:256], tokenizer, batch)  # warm-up
-    measured = interleaved(paths, repeats)
-    base = measured["hand loop (speed.py), tokenized beforehand"][0]
-    api_probs = measured["alpaca_lightning.load(run).predict_proba"][1]
-    rows = [{"path": name, "seconds": seconds, "sentences_per_s": len(texts) / seconds, "ratio": base / seconds,
-             "max_prob_difference_to_api": float(np.abs(probs - api_probs).max())}
-            for name, (seconds, probs) in measured.items()]
-    return {"batch_size": batch, "repeats": repeats, "rows": rows, "api_probs": api_probs}
+    clf32.predict_proba(texts[:256])
+    seconds: dict[str, list[float]] = {name: [] for name in paths}
+    probs: dict[str, np.ndarray] = {}
+    for pair in range(pairs):
+        for name in (list(paths) if pair % 2 == 0 else list(paths)[::-1]):
+            start = time.perf_counter()
+            probs[name] = paths[name]()
+            seconds[name].append(time.perf_counter() - start)
+    ratios = [hand / api for hand, api in zip(seconds[HAND_LOOP], seconds[API])]
+    rows = [{"path": name, "median_seconds": statistics.median(seconds[name]),
+             "sentences_per_s": len(texts) / statistics.median(seconds[name]), "seconds": seconds[name]}
+            for name in paths]
+    return {"batch_size": batch, "pairs": pairs, "rows": rows, "pair_ratio_median": statistics.median(ratios),
+            "pair_ratio_min": min(ratios), "pair_ratio_max": max(ratios), "pair_ratios": ratios,
+            "max_prob_difference": float(np.abs(probs[HAND_LOOP] - probs[API]).max()), "api_probs": probs[API]}
 
 
 def onnx_probs(folder: Path, model: str, texts: list[str], batch: int) -> np.ndarray:
@@ -102,12 +116,19 @@ def onnx_probs(folder: Path, model: str, texts: list[str], batch: int) -> np.nda
     session = onnxruntime.InferenceSession(str(folder / model))
     names = [i.name for i in session.get_inputs()]
     fields = {"input_ids": "ids", "attention_mask": "attention_mask", "token_type_ids": "type_ids"}
-    out = []
+    padding = tokenizer.padding
+    tokenizer.no_padding()
+    order = np.argsort([-len(e.ids) for e in tokenizer.encode_batch(texts)], kind="stable")  # longest first, as
+    tokenizer.enable_padding(**padding)                                                      # the project batches
+    probs = np.zeros((len(texts), 0), dtype=np.float32)
     for start in range(0, len(texts), batch):
-        encodings = tokenizer.encode_batch(texts[start:start + batch])
+        index = order[start:start + batch]
+        encodings = tokenizer.encode_batch([texts[i] for i in index])
         inputs = {n: np.array([getattr(e, fields[n]) for e in encodings], dtype=np.int64) for n in names}
-        out.append(session.run(["probabilities"], inputs)[0])
-    return np.concatenate(out)
+        out = session.run(["probabilities"], inputs)[0]
+        probs = probs if probs.shape[1] else np.zeros((len(texts), out.shape[1]), dtype=np.float32)
+        probs[index] = out
+    return probs
 
 
 def st_probs(folder: Path, texts: list[str], batch: int) -> np.ndarray:
@@ -143,12 +164,15 @@ def markdown(report: dict[str, Any]) -> str:
         f"- `alpaca-predict` accuracy: {cli['printed']}% ({cli['accuracy']!r}); the run's recorded test accuracy: "
         f"{100 * report['recorded_test_acc']:.1f}% ({report['recorded_test_acc']!r}); equal to the printed digit: "
         f"{report['equal_to_printed_digit']}; wall time of the command: {cli['seconds']:.1f} s", "",
-        f"Speed, fp32, batches of {report['speed']['batch_size']}, median of {report['speed']['repeats']} "
-        f"interleaved repeats (ratio: against speed.py's hand loop):", "",
-        "| path | sentences/s | ratio | max prob. difference to the API |", "|---|---|---|---|",
+        f"Speed, fp32, batches of {report['speed']['batch_size']}, {report['speed']['pairs']} back-to-back pairs "
+        f"of alternating order (ratio: the hand loop's time over the API's within a pair; > 1: the API is faster):",
+        "", "| path | median sentences/s |", "|---|---|",
     ]
-    lines += [f"| {r['path']} | {r['sentences_per_s']:.0f} | {r['ratio']:.2f} | {r['max_prob_difference_to_api']:.1e} |"
-              for r in report["speed"]["rows"]]
+    lines += [f"| {r['path']} | {r['sentences_per_s']:.0f} |" for r in report["speed"]["rows"]]
+    speed = report["speed"]
+    lines += ["", f"Pair ratio: median {speed['pair_ratio_median']:.3f}, range {speed['pair_ratio_min']:.3f} to "
+              f"{speed['pair_ratio_max']:.3f}; largest probability difference between the two: "
+              f"{speed['max_prob_difference']:.1e}."]
     lines += ["", "Exports against the API's fp32 probabilities:", "",
               "| format | argmax agreement | max prob. difference | accuracy | seconds |", "|---|---|---|---|---|"]
     lines += [f"| {r['format']} | {100 * r['argmax_agreement']:.2f}% | {r['max_prob_difference']:.1e} | "
@@ -161,7 +185,7 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, help="a finished sentence-task run (default: run the default job)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/alpaca_use_model"))
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "experiments" / "results" / "use_model_cpu")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=8, help="back-to-back timing pairs")
     args = parser.parse_args()
     register_resolvers()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -172,7 +196,7 @@ def main() -> None:
     recorded = clf.run.round_record["test/acc"]
     clf32 = load(run_dir, overrides=["hardware.precision=32-true"])
     texts = frame[clf.cfg.task.text_columns[0]].tolist()
-    measured = speed(clf32, texts, args.repeats)
+    measured = speed(clf32, texts, args.pairs)
     gold = np.asarray(load_splits(clf.cfg).test.labels)
     report = {
         "run_dir": str(run_dir), "round": clf.run.round_index, "task": clf.cfg.task.name, "test_rows": len(frame),

@@ -200,13 +200,12 @@ def test_masked_lm_on_the_task_text_serves_token_tasks(ner_task, tmp_path) -> No
 def test_a_token_run_exports_to_transformers_and_onnx_with_the_runs_word_predictions(ner_run, ner_task,
                                                                                      tmp_path) -> None:
     """transformers' AutoModelForTokenClassification (and the ONNX graph) read at each word's first subword give
-    the run's own test predictions; prediction from the run folder points at the export."""
+    the run's own test predictions."""
     import argparse
 
     import onnxruntime
     from transformers import AutoModelForTokenClassification, AutoTokenizer
 
-    import alpaca_lightning
     from alpaca_lightning.inference.export import export
 
     options = argparse.Namespace(round_index=None, int8=False, overwrite=False)
@@ -229,9 +228,31 @@ def test_a_token_run_exports_to_transformers_and_onnx_with_the_runs_word_predict
     for probs in (np.concatenate(rows), np.concatenate(onnx_rows)):
         assert (probs.argmax(1) == expected.argmax(1)).all() and np.abs(probs - expected).max() < 1e-4
     assert model.config.id2label[0] == results["label_names"][0]
-    with pytest.raises(AlpacaError, match="--format transformers"):
-        alpaca_lightning.load(ner_run)
-    assert results["use_command"].startswith(f"alpaca-export {ner_run}")
+
+
+def test_a_token_run_predicts_words_from_python_and_from_files(ner_run, ner_task, tmp_path) -> None:
+    """load(...).predict_proba gives one row per word, equal to the run's test predictions; alpaca-predict reads a
+    JSONL "tokens" list or a plain text and writes a tag and its probability per word."""
+    import alpaca_lightning
+    from alpaca_lightning.inference.predict_files import main as predict_main
+
+    results = json.loads((ner_run / "results.json").read_text())
+    expected = np.load(ner_run / "rounds" / f"round_{results['best_round']}" / "predictions.npz")["test"]
+    sentences = read_conll_words(ner_task["test"])
+    clf = alpaca_lightning.load(ner_run)
+    per_sentence = clf.predict_proba(sentences)
+    assert [len(p) for p in per_sentence] == [len(s) for s in sentences]
+    np.testing.assert_allclose(np.concatenate(per_sentence), expected, atol=1e-6)
+    tags = clf.predict([" ".join(sentences[0])])[0]  # a text is split at white space
+    assert tags == [results["label_names"][i] for i in expected[:len(sentences[0])].argmax(1)]
+    source = tmp_path / "sentences.jsonl"
+    source.write_text("".join(json.dumps({"id": i, "tokens": words}) + "\n" for i, words in enumerate(sentences)))
+    assert predict_main([str(ner_run), str(source), "--chunk-size", "7"]) == 0
+    out = pd.read_json(tmp_path / "sentences.predictions.jsonl", lines=True)
+    assert list(out["id"]) == list(range(len(sentences)))
+    assert [len(t) for t in out["predicted_tags"]] == [len(s) for s in sentences]
+    np.testing.assert_allclose(np.concatenate(out["tag_probabilities"].tolist()), expected.max(1), atol=1e-6)
+    assert results["use_command"] == f"alpaca-predict {ner_run} sentences.jsonl"
 
 
 def read_conll_words(path: Path) -> list[list[str]]:

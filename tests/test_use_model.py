@@ -303,7 +303,7 @@ def test_alpaca_serve_answers_concurrent_http_requests(tiny_run_once, classifier
     log = open(tmp_path / "serve.log", "w")
     server = subprocess.Popen([sys.executable, "-m", "alpaca_lightning.inference.serve", str(tiny_run_once.out),
                                "--port", str(port), "--max-batch-size", "8", "--batch-timeout", "0.05"],
-                              stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path)
+                              stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
 
     def post(payload: dict) -> dict:
@@ -325,9 +325,28 @@ def test_alpaca_serve_answers_concurrent_http_requests(tiny_run_once, classifier
             post({"txt": "no text key"})
         assert refused.value.code == 422
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        stop_process_group(server)
         log.close()
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """The server and its LitServe workers: SIGTERM to the group, SIGKILL if it lingers."""
+    import signal
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            continue
+        try:  # the parent is gone; its workers may not be
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return
 
 
 def wait_for_health(url: str, server: subprocess.Popen, log: Path, timeout: float = 180) -> None:

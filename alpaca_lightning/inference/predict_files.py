@@ -6,11 +6,12 @@
     alpaca-predict RUN big.csv hardware=ddp                                                # every GPU; order kept
 
 The output holds the input's rows and columns, plus ``predicted_label``, ``predicted_probability`` and one
-``probability_<label>`` column per class. The input is read and predicted in chunks of ``--chunk-size`` rows, so
-memory follows the chunk, not the file; each finished chunk is kept in ``<output>.parts/``, so a killed prediction
-run again with the same command resumes at its first unfinished chunk. The output file appears, complete, at the
-end (written to a temporary name and renamed). Where the input has the task's label column, the accuracy on those
-rows is printed.
+``probability_<label>`` column per class; for a token task (named entities), ``predicted_tags`` and
+``tag_probabilities``, one per word (JSON lists in CSV and TSV). The input is read and predicted in chunks of
+``--chunk-size`` rows, so memory follows the chunk, not the file; each finished chunk is kept in
+``<output>.parts/``, so a killed prediction run again with the same command resumes at its first unfinished chunk.
+The output file appears, complete, at the end (written to a temporary name and renamed). Where the input has the
+task's label column, the accuracy on those rows is printed.
 """
 
 from __future__ import annotations
@@ -33,13 +34,15 @@ from alpaca_lightning.console import info
 from alpaca_lightning.data.splits import label_key
 from alpaca_lightning.distributed import barrier, is_global_zero
 from alpaca_lightning.errors import AlpacaError, DataError
-from alpaca_lightning.inference.classifier import RunClassifier, check_texts
+from alpaca_lightning.inference.classifier import RunClassifier, check_examples, label_names_of
 from alpaca_lightning.inference.run_folder import open_run
 from alpaca_lightning.inference.tables import ChunkWriter, read_chunks, table_format
 from alpaca_lightning.killpoints import kill_point
 
 PREDICTED = "predicted_label"
 CONFIDENCE = "predicted_probability"
+PREDICTED_TAGS = "predicted_tags"  # token tasks: one tag per word
+TAG_PROBABILITIES = "tag_probabilities"
 DEFAULT_CHUNK_SIZE = 20_000
 
 
@@ -63,20 +66,21 @@ def default_output(input_path: Path) -> Path:
 
 
 # --- one chunk -------------------------------------------------------------------------------------------------
-def chunk_texts(frame: pd.DataFrame, columns: Columns, first_row: int, pairs: bool) -> list:
+def chunk_examples(frame: pd.DataFrame, columns: Columns, first_row: int, clf: RunClassifier) -> list:
     missing = [c for c in columns.text if c not in frame.columns]
     if missing:
-        raise DataError(f"Text column(s) {missing} are not in the input; its columns are {list(map(str, frame.columns))}. "
-                        f"Give --text-column NAME (twice for a sentence pair), or rename the column.")
+        raise DataError(f"Text column(s) {missing} are not in the input; its columns are "
+                        f"{list(map(str, frame.columns))}. Give --text-column NAME (twice for a sentence pair), or "
+                        f"rename the column.")
     values = [frame[c].tolist() for c in columns.text]
     for column, column_values in zip(columns.text, values):
-        bad = [first_row + i for i, v in enumerate(column_values) if not isinstance(v, str)]
+        bad = [first_row + i for i, v in enumerate(column_values) if not isinstance(v, (str, list, np.ndarray))]
         if bad:
             raise DataError(f"Column '{column}' holds a missing or non-text value at rows {bad[:10]} (counting from 0 "
                             f"after the header). Fill those rows in or remove them.")
-    texts = list(zip(*values)) if pairs else values[0]
-    check_texts(texts, pairs, first_row)
-    return texts
+    examples = list(zip(*values)) if clf.pairs else [clf.kind.read_example(v) for v in values[0]]
+    check_examples(examples, clf.pairs, first_row)
+    return examples
 
 
 def chunk_gold(frame: pd.DataFrame, columns: Columns, clf: RunClassifier, first_row: int) -> np.ndarray | None:
@@ -101,9 +105,19 @@ def chunk_gold(frame: pd.DataFrame, columns: Columns, clf: RunClassifier, first_
     return gold
 
 
-def labelled_chunk(frame: pd.DataFrame, probs: np.ndarray, label_names: list[str]) -> pd.DataFrame:
-    added = {PREDICTED: [label_names[i] for i in probs.argmax(axis=1)], CONFIDENCE: probs.max(axis=1)}
-    added.update({probability_column(name): probs[:, j] for j, name in enumerate(label_names)})
+def prediction_columns(probs: np.ndarray | list[np.ndarray], label_names: list[str]) -> dict[str, Any]:
+    """A text's label, its probability and every class's; a token task's sentence: a tag and its probability per
+    word."""
+    if isinstance(probs, np.ndarray):
+        added = {PREDICTED: [label_names[i] for i in probs.argmax(axis=1)], CONFIDENCE: probs.max(axis=1)}
+        added.update({probability_column(name): probs[:, j] for j, name in enumerate(label_names)})
+        return added
+    return {PREDICTED_TAGS: [label_names_of(p, label_names) for p in probs],
+            TAG_PROBABILITIES: [p.max(axis=1).tolist() for p in probs]}
+
+
+def labelled_chunk(frame: pd.DataFrame, probs: np.ndarray | list[np.ndarray], label_names: list[str]) -> pd.DataFrame:
+    added = prediction_columns(probs, label_names)
     clash = [c for c in added if c in frame.columns]
     if clash:
         raise DataError(f"The input already has column(s) {clash}, which the output adds. Rename or drop them "
@@ -197,12 +211,14 @@ def predict_file(clf: RunClassifier, input_path: Path, output: Path, columns: Co
     for i, frame in enumerate(read_chunks(input_path, chunk_size)):
         chunks = i + 1
         if not store.is_done(i):
-            texts = chunk_texts(frame, columns, rows, clf.pairs)
+            examples = chunk_examples(frame, columns, rows, clf)
             gold = chunk_gold(frame, columns, clf, rows)
-            probs = clf.predict_proba(texts, work_dir=store.folder / f".shards-{i}")
-            known = gold >= 0 if gold is not None else np.zeros(len(frame), dtype=bool)
-            counts = {"rows": len(frame), "labelled": int(known.sum()),
-                      "correct": int((probs.argmax(axis=1)[known] == gold[known]).sum()) if known.any() else 0}
+            probs = clf.predict_proba(examples, work_dir=store.folder / f".shards-{i}")
+            counts = {"rows": len(frame), "labelled": 0, "correct": 0}
+            if gold is not None:  # sentence tasks with the label column
+                known = gold >= 0
+                hits = probs.argmax(axis=1)[known] == gold[known]
+                counts.update(labelled=int(known.sum()), correct=int(hits.sum()))
             store.save(i, labelled_chunk(frame, probs, clf.label_names), counts)
             info(f"chunk {i}: rows {rows}-{rows + len(frame) - 1} predicted")
         counts = store.counts(i)
@@ -228,7 +244,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-o", "--output", type=Path, help="default: <input>.predictions.<same format>")
     parser.add_argument("--round", type=int, dest="round_index", help="a kept round's model (default: the reported)")
     parser.add_argument("--text-column", action="append", dest="text_columns",
-                        help="the input's text column (twice for a pair); default: the run's task.text_columns")
+                        help="the input's text column (twice for a pair); default: the run's task.text_columns, or "
+                        "'tokens' for a token task (a list of words, or a text split at white space)")
     parser.add_argument("--label-column", help="gold labels to score against (default: the run's task.label_column "
                         "where the input has it; '' never scores)")
     parser.add_argument("--chunk-size", type=int, default=DEFAULT_CHUNK_SIZE,
@@ -238,8 +255,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         clf = RunClassifier(open_run(args.run_dir, args.round_index), args.overrides)
         task = clf.cfg.task
-        columns = Columns(list(args.text_columns or task.text_columns),
-                          (task.label_column if args.label_column is None else args.label_column) or None)
+        columns = Columns(list(args.text_columns or task.get("text_columns") or ["tokens"]),
+                          (task.get("label_column") if args.label_column is None else args.label_column) or None)
         output = args.output or default_output(args.input)
         summary = predict_file(clf, args.input, output, columns, args.chunk_size, list(args.overrides))
     except AlpacaError as err:

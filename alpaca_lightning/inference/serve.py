@@ -5,9 +5,11 @@
     # {"label": "fresh", "probability": 0.93, "probabilities": {"rotten": 0.07, "fresh": 0.93}}
     curl localhost:8000/health                                                 # "ok" once the model is loaded
 
-A request is ``{"text": "..."}`` (``{"text": ["...", "..."]}`` for a sentence pair). Requests that arrive within
-``--batch-timeout`` seconds of each other are predicted together, up to ``--max-batch-size``, through the same
-prediction path as ``alpaca-predict``; trailing ``key=value`` settings are the same as there (e.g. ``hardware=gpu``).
+A request is ``{"text": "..."}`` (``{"text": ["...", "..."]}`` for a sentence pair; ``{"tokens": [...]}`` or a
+text for a token task, which answers ``{"tags": [...], "probabilities": [...]}``, one per word). Requests that
+arrive within ``--batch-timeout`` seconds of each other are predicted together, up to ``--max-batch-size``, through
+the same prediction path as ``alpaca-predict``; trailing ``key=value`` settings are the same as there (e.g.
+``hardware=gpu``).
 Needs ``pip install 'alpaca-lightning[serve]'``.
 """
 
@@ -18,7 +20,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from alpaca_lightning.errors import AlpacaError, DataError
+from alpaca_lightning.inference.classifier import label_names_of
 
 try:
     import litserve as ls
@@ -26,13 +31,18 @@ except ImportError:  # alpaca-serve says how to install it
     ls = None
 
 
-def request_text(request: dict[str, Any]) -> str | tuple[str, str]:
+def request_text(request: dict[str, Any]) -> str | tuple[str, str] | list[str]:
+    """``{"text": "..."}``, ``{"text": [first, second]}`` (a sentence pair) or ``{"tokens": [...]}`` (a token task's
+    words; a token task also splits a text at white space)."""
+    tokens = request.get("tokens") if isinstance(request, dict) else None
+    if isinstance(tokens, list) and tokens and all(isinstance(t, str) and t.strip() for t in tokens):
+        return tokens
     text = request.get("text") if isinstance(request, dict) else None
     if isinstance(text, list) and len(text) == 2 and all(isinstance(t, str) for t in text):
         return (text[0], text[1])
     if not isinstance(text, str) or not text.strip():
         raise DataError('A request is a JSON object {"text": "..."} with a non-empty text ({"text": ["...", "..."]} '
-                        'for a sentence pair).')
+                        'for a sentence pair, {"tokens": ["...", ...]} for a token task).')
     return text
 
 
@@ -49,13 +59,16 @@ class ServedClassifier:
         self.classifier = load(*self.settings)
 
     def respond(self, texts: list) -> list[dict[str, Any]]:
-        names = self.classifier.label_names
-        answers = []
-        for probs in self.classifier.predict_proba(texts):
-            best = int(probs.argmax())
-            answers.append({"label": names[best], "probability": float(probs[best]),
-                            "probabilities": {name: float(p) for name, p in zip(names, probs)}})
-        return answers
+        return [answer(probs, self.classifier.label_names) for probs in self.classifier.predict_proba(texts)]
+
+
+def answer(probs: np.ndarray, names: list[str]) -> dict[str, Any]:
+    """A text's label with its probability and every class's, or a token task's tag and probability per word."""
+    if probs.ndim == 2:
+        return {"tags": label_names_of(probs, names), "probabilities": probs.max(axis=1).tolist()}
+    best = int(probs.argmax())
+    return {"label": names[best], "probability": float(probs[best]),
+            "probabilities": {name: float(p) for name, p in zip(names, probs)}}
 
 
 if ls is not None:
@@ -70,6 +83,7 @@ if ls is not None:
             self.served.load()
 
         def decode_request(self, request):  # no annotation: LitServe would build the route's schema from it
+            """A text, a text pair or a sentence's words; 422 for anything else."""
             from fastapi import HTTPException
 
             try:

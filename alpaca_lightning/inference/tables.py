@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+import numpy as np
 import pandas as pd
 
 from alpaca_lightning.errors import DataError
@@ -90,6 +91,16 @@ def _parquet(path: Path, chunk_size: int, fmt: str) -> Iterator[pd.DataFrame]:
         yield batch.to_pandas()
 
 
+def holds_lists(column: pd.Series) -> bool:
+    return column.dtype == object and len(column) > 0 and isinstance(column.iloc[0], (list, np.ndarray))
+
+
+def json_list(value: object) -> object:
+    """A list cell as JSON text (CSV and TSV have no lists)."""
+    return json.dumps(value.tolist() if isinstance(value, np.ndarray) else value) if isinstance(
+        value, (list, np.ndarray)) else value
+
+
 class ChunkWriter:
     """Appends DataFrames to one open file in ``fmt``; the header (CSV/TSV, unless ``header`` is false: a file that
     continues another) or schema (parquet) comes from the first chunk."""
@@ -114,6 +125,7 @@ class ChunkWriter:
             self.handle.write(text.encode() if text.endswith("\n") or not text else (text + "\n").encode())
         else:
             sep = "," if self.fmt == "csv" else "\t"
+            frame = frame.assign(**{c: frame[c].map(json_list) for c in frame.columns if holds_lists(frame[c])})
             self.handle.write(frame.to_csv(index=False, header=self._header, sep=sep).encode())
         self._header = False
 

@@ -77,6 +77,19 @@ class TaskKind:
         """Diagnostics of a round's kept pseudo-labels beyond the per-unit ones (hidden gold: diagnostics only)."""
         return {}
 
+    # --- using a trained model (alpaca-predict, alpaca_lightning.load, alpaca-serve) ------------------------------
+    def read_example(self, value: Any) -> Any:
+        """One input example as the kind's split holds it (a text here; a cell of a file, or a request)."""
+        return value
+
+    def inference_split(self, examples: list) -> Any:
+        """Unlabelled examples as a split the kind's data module predicts."""
+        raise NotImplementedError
+
+    def per_example(self, probs: np.ndarray, split: Any) -> Any:
+        """Unit probabilities regrouped per example (a unit is an example here: unchanged)."""
+        return probs
+
     def use_command(self, run_dir: Path) -> str:
         """The command that uses the run's reported model, printed at the end of a run and in report.md."""
         return f"alpaca-predict {run_dir} texts.csv"  # Python: alpaca_lightning.load(run_dir).predict(texts)

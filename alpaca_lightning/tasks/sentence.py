@@ -50,3 +50,6 @@ class SentenceClassification(TaskKind):
 
     def score(self, predictions: Predictions, gold: np.ndarray, prefix: str) -> dict[str, Any]:
         return classification_metrics(predictions, gold, prefix)
+
+    def inference_split(self, examples: list) -> TextSplit:
+        return TextSplit(list(examples), np.full(len(examples), UNKNOWN_LABEL, dtype=np.int64))

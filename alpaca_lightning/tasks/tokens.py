@@ -22,8 +22,9 @@ from seqeval.scheme import IOB2, IOBES
 
 from alpaca_lightning.data.splits import TaskSplits
 from alpaca_lightning.data.tokens import (
-    WordTags, build_token_splits, check_scheme, entity_types_in, map_tags, tag_names, word_tags,
+    TokenSplit, WordTags, build_token_splits, check_scheme, entity_types_in, map_tags, tag_arrays, tag_names, word_tags,
 )
+from alpaca_lightning.data.splits import UNKNOWN_LABEL
 from alpaca_lightning.errors import DataError
 from alpaca_lightning.models.token_classifier import TokenClassifier
 from alpaca_lightning.selftrain.calibration import nll
@@ -46,9 +47,20 @@ class TokenClassification(TaskKind):
         self.invalid_tags = invalid_tags
         self.tag_names: list[str] = []
 
+    def read_example(self, value: Any) -> Any:
+        """A sentence's words: a list (JSONL, parquet, a request) or a text split at white space."""
+        if isinstance(value, str):
+            return value.split()
+        return [str(word) for word in value] if isinstance(value, (list, tuple, np.ndarray)) else value
+
+    def inference_split(self, examples: list) -> TokenSplit:
+        return TokenSplit(list(examples), tag_arrays([np.full(len(words), UNKNOWN_LABEL) for words in examples]))
+
+    def per_example(self, probs: np.ndarray, split: TokenSplit) -> list[np.ndarray]:
+        return np.split(probs, np.cumsum(split.word_counts)[:-1]) if len(split) else []
+
     def use_command(self, run_dir: Path) -> str:
-        # then transformers' token-classification pipeline loads the folder
-        return f"alpaca-export {run_dir} tagger --format transformers"
+        return f"alpaca-predict {run_dir} sentences.jsonl"  # a "tokens" list (or a text) per line
 
     # --- data ------------------------------------------------------------------------------------------------------
     def load_splits(self, task_cfg: DictConfig, split_cfg: dict[str, Any], seed: int) -> TaskSplits:
