@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -165,21 +165,24 @@ class FileSource:
             raise DataError(f"{self.path} holds no columns (only blank lines?). Fix the file.") from None
 
     def _json_records(self, text: str) -> list[dict]:
-        records = []
-        for number, line in enumerate(text.split("\n"), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{self.path} line {number} is not valid JSON ({err.msg}). Fix that line.") from None
-            if not isinstance(record, dict):
-                raise DataError(
-                    f"{self.path} line {number} is a JSON {type(record).__name__}, not an object: JSONL needs one "
-                    f'object per line, e.g. {{"text": "...", "label": "..."}}.'
-                )
-            records.append(record)
-        return records
+        return [record for _, record in json_objects(text.split("\n"), str(self.path))]
+
+
+def json_objects(lines: Iterable[str], where: str, example: str = '{"text": "...", "label": "..."}',
+                 ) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line of a JSONL file; a line that is not a JSON object is an error
+    that names the file and the line (every JSONL reader goes through here)."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{where} line {number} is not valid JSON ({err.msg}). Fix that line.") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{where} line {number} is a JSON {type(record).__name__}, not an object: JSONL needs one "
+                            f"object per line, e.g. {example}.")
+        yield number, record
 
 
 class HFDatasetSource:

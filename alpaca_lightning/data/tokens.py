@@ -8,7 +8,6 @@ breaking that.
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from alpaca_lightning.console import info
+from alpaca_lightning.data.sources import json_objects
 from alpaca_lightning.data.splits import UNKNOWN_LABEL, TaskSplits
 from alpaca_lightning.errors import DataError
 
@@ -217,14 +217,8 @@ class TokenFileSource:
 
     def _jsonl(self, text: str) -> list[RawSentence]:
         sentences = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"Line {number} of {self.path} is not JSON ({error.msg}); a JSONL token file holds "
-                                f"one object per line with '{self.tokens_key}' and '{self.tags_key}' lists.") from None
+        example = f'{{"{self.tokens_key}": [...], "{self.tags_key}": [...]}}'
+        for number, record in json_objects(text.splitlines(), str(self.path), example):
             missing = [k for k in (self.tokens_key, self.tags_key) if not isinstance(record.get(k), list)]
             if missing:
                 raise DataError(f"Line {number} of {self.path} has no list under {missing}; set the source's "

@@ -15,6 +15,7 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
+from alpaca_lightning.data.sources import json_objects
 from alpaca_lightning.errors import DataError
 
 FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
@@ -59,17 +60,7 @@ def _jsonl(path: Path, chunk_size: int, fmt: str) -> Iterator[pd.DataFrame]:
 
     records: list[dict] = []
     with get_handle(path, "r", compression="infer", encoding="utf-8-sig") as handles:
-        for number, line in enumerate(handles.handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path} line {number} is not valid JSON ({err.msg}): a .jsonl file holds one JSON "
-                                f"object per line. Fix that line, or give the file the suffix of its format.") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path} line {number} is a JSON {type(record).__name__}, not an object: JSONL "
-                                f'needs one object per line, e.g. {{"text": "..."}}.')
+        for _, record in json_objects(handles.handle, str(path)):
             records.append(record)
             if len(records) == chunk_size:
                 yield pd.DataFrame.from_records(records)
