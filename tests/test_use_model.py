@@ -363,3 +363,10 @@ def wait_for_health(url: str, server: subprocess.Popen, log: Path, timeout: floa
         except OSError:
             time.sleep(0.5)
     raise TimeoutError(f"the server never became healthy: {log.read_text()[-3000:]}")
+
+
+@pytest.mark.parametrize("script", ["alpaca-predict", "alpaca-export", "alpaca-serve"])
+def test_the_console_scripts_are_installed(script) -> None:
+    done = subprocess.run([str(Path(sys.executable).parent / script), "--help"], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0 and script in done.stdout, done.stderr[-2000:]
