@@ -40,6 +40,7 @@ from alpaca_lightning.inference.model_card import write_model_card
 from alpaca_lightning.inference.run_folder import TrainedRun, apply_overrides, open_run
 from alpaca_lightning.models.backbone import load_tokenizer
 from alpaca_lightning.models.base import encoder_inputs
+from alpaca_lightning.models.loading import from_pretrained
 from alpaca_lightning.pipeline import task_kind
 from alpaca_lightning.tasks import TokenClassification
 
@@ -248,9 +249,9 @@ class TransformersTokenExporter(Exporter):
         from transformers import AutoModelForTokenClassification
 
         labels = source.run.label_names
-        model = AutoModelForTokenClassification.from_pretrained(
-            str(source.run.model_dir), num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={name: i for i, name in enumerate(labels)},
+        model = from_pretrained(
+            AutoModelForTokenClassification.from_pretrained, str(source.run.model_dir), num_labels=len(labels),
+            id2label=dict(enumerate(labels)), label2id={name: i for i, name in enumerate(labels)},
         )
         linear = source.module.head[-1]
         target = getattr(model, "classifier", None)

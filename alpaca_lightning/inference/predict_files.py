@@ -202,6 +202,8 @@ def predict_file(clf: RunClassifier, input_path: Path, output: Path, columns: Co
     """Predict every row of ``input_path`` into ``output``; returns row counts and the accuracy where gold exists."""
     if chunk_size < 1:
         raise AlpacaError(f"--chunk-size must be at least 1, got {chunk_size}.")
+    if not input_path.is_file():
+        raise DataError(f"Input file not found: {input_path}.")
     fmt = table_format(output)
     manifest = {"input": input_fingerprint(input_path), "run": str(clf.run.run_dir.resolve()),
                 "round": clf.run.round_index, "chunk_size": chunk_size, "columns": columns.__dict__,
