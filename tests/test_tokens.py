@@ -22,6 +22,7 @@ from alpaca_lightning.models.backbone import load_tokenizer
 from alpaca_lightning.selftrain.prediction import Predictions
 from alpaca_lightning.tasks.tokens import entity_metrics
 from tests.conftest import compose_config
+from tests.test_use_model import without_package
 from tests.token_data import ner_overrides, synthetic_sentences, token_task, write_conll
 
 TYPES = ["PER", "LOC", "ORG", "MISC"]
@@ -228,6 +229,22 @@ def test_a_token_run_exports_to_transformers_and_onnx_with_the_runs_word_predict
     for probs in (np.concatenate(rows), np.concatenate(onnx_rows)):
         assert (probs.argmax(1) == expected.argmax(1)).all() and np.abs(probs - expected).max() < 1e-4
     assert model.config.id2label[0] == results["label_names"][0]
+    # the folder needs neither alpaca_lightning nor trust_remote_code: transformers' pipeline in a fresh venv
+    (folder / "sentences.json").write_text(json.dumps(sentences[:5]))
+    tagged = without_package("""
+        import torch
+        from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+        sentences = json.load(open("sentences.json"))
+        tokenizer, model = AutoTokenizer.from_pretrained("."), AutoModelForTokenClassification.from_pretrained(".")
+        result = {"tags": [], "pipeline": [len(pipeline("token-classification", model=".",
+                                                         aggregation_strategy="first")(" ".join(sentences[0])))]}
+        for words in sentences:
+            encoded = tokenizer(words, is_split_into_words=True, return_tensors="pt")
+            first = [encoded.word_ids().index(w) for w in range(len(words))]
+            with torch.no_grad():
+                result["tags"] += model(**encoded).logits[0][first].argmax(-1).tolist()
+    """, folder, tmp_path)
+    assert tagged["tags"] == expected[:len(tagged["tags"])].argmax(1).tolist()
 
 
 def test_a_token_run_predicts_words_from_python_and_from_files(ner_run, ner_task, tmp_path) -> None:
