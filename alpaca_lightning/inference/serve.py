@@ -1,8 +1,9 @@
 """``alpaca-serve RUN_DIR``: a finished run's classifier behind HTTP, on LitServe (Lightning's serving library).
 
     alpaca-serve outputs/rotten_tomatoes/2026-12-03_10-00-00 --port 8000
-    curl -X POST localhost:8000/predict -H 'Content-Type: application/json' -d '{"text": "a gorgeous, witty film"}'
-    # {"label": "fresh", "probability": 0.93, "probabilities": {"rotten": 0.07, "fresh": 0.93}}
+    curl -X POST localhost:8000/predict -H 'Content-Type: application/json' -d '{"text": "a dull, tedious mess"}'
+    # {"label": "rotten", "probability": 0.991, "probabilities": {"rotten": 0.991, "fresh": 0.009}}  (the default
+    # job's model, rounded)
     curl localhost:8000/health                                                 # "ok" once the model is loaded
 
 A request is ``{"text": "..."}`` (``{"text": ["...", "..."]}`` for a sentence pair; ``{"tokens": [...]}`` or a
