@@ -7,11 +7,13 @@
 1. The run's test split is drawn again from its config (the same texts and labels as the run scored) and written
    as a CSV with the task's text and label columns; ``alpaca-predict`` labels it as a user would (a subprocess, the
    run's own precision and batch size) and prints its accuracy, which must equal the run's recorded test accuracy.
-2. Speed, fp32, batches of ``data.predict_batch_size``, in one process: speed.py's hand loop (texts tokenized
-   once beforehand and not timed, sorted by length, dynamic padding, inference mode) against
-   ``alpaca_lightning.load(run).predict_proba(texts)`` (tokenization timed), in back-to-back pairs of alternating
-   order. The ``alpaca-predict`` wall time of step 1 (Python start-up, model load, file in and out) is reported too.
-3. ``alpaca-export`` to ONNX (+ int8) and sentence-transformers; each predicts the test texts with its own library
+2. Speed, fp32, batches of ``data.predict_batch_size``, in one process: ``alpaca_lightning.load(run)
+   .predict_proba(texts)`` (texts in, tokenization timed) against speed.py's hand loop (sorted by length, dynamic
+   padding, inference mode) with the same work timed (speed.py's ``encode`` of the texts) and as speed.py times it
+   (tokenized beforehand, not timed), in rounds that run the three back to back in rotating order. The
+   ``alpaca-predict`` wall time of step 1 (Python start-up, model load, file in and out) is reported too.
+3. Latency of one text per call, the unit of a served request: the API against the module's forward pass.
+4. ``alpaca-export`` to ONNX (+ int8) and sentence-transformers; each predicts the test texts with its own library
    (onnxruntime + tokenizers; SentenceTransformer.encode + softmax): argmax agreement and the largest probability
    difference against the API's fp32 probabilities, and the seconds each took (onnxruntime in length-sorted
    batches of the same size; sentence-transformers in its own batching).
@@ -47,6 +49,7 @@ from experiments.speed import encode, hand_loop_probs
 
 BIN = Path(sys.executable).parent
 HAND_LOOP = "hand loop (speed.py), tokenized beforehand"
+HAND_LOOP_TOKENIZING = "hand loop (speed.py), tokenization timed"
 API = "alpaca_lightning.load(run).predict_proba, tokenization included"
 
 
@@ -81,31 +84,56 @@ def cli_accuracy(run_dir: Path, source: Path, out: Path) -> dict[str, Any]:
             "accuracy": float(match.group(3))}
 
 
-def speed(clf32: RunClassifier, texts: list[str], pairs: int) -> dict[str, Any]:
-    """speed.py's hand loop (texts tokenized beforehand, untimed) against the API (tokenization timed), in
-    back-to-back pairs whose order alternates: on a shared machine whose speed drifts, the ratio within a pair is
-    steadier than a ratio of medians."""
+def speed(clf32: RunClassifier, texts: list[str], rounds: int) -> dict[str, Any]:
+    """The API (texts in, tokenization timed) against speed.py's hand loop twice: with the same texts-in work
+    (speed.py's ``encode`` timed) and as speed.py times it (tokenized beforehand, not timed). Each round runs the
+    three back to back, in an order that rotates from round to round; on a shared machine whose speed drifts, the
+    time ratio within a round is steadier than a ratio of medians."""
     tokenizer, module = clf32.tokenizer, clf32.module
     batch, max_length = int(clf32.cfg.data.predict_batch_size), int(clf32.cfg.data.max_length)
     encoded = encode(texts, tokenizer, max_length)
-    paths = {HAND_LOOP: lambda: hand_loop_probs(module, encoded, tokenizer, batch),
+    paths = {HAND_LOOP_TOKENIZING: lambda: hand_loop_probs(module, encode(texts, tokenizer, max_length), tokenizer,
+                                                           batch),
+             HAND_LOOP: lambda: hand_loop_probs(module, encoded, tokenizer, batch),
              API: lambda: clf32.predict_proba(texts)}
     hand_loop_probs(module, encoded[:256], tokenizer, batch)  # warm-up
     clf32.predict_proba(texts[:256])
-    seconds: dict[str, list[float]] = {name: [] for name in paths}
+    names = list(paths)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
     probs: dict[str, np.ndarray] = {}
-    for pair in range(pairs):
-        for name in (list(paths) if pair % 2 == 0 else list(paths)[::-1]):
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
             probs[name] = paths[name]()
             seconds[name].append(time.perf_counter() - start)
-    ratios = [hand / api for hand, api in zip(seconds[HAND_LOOP], seconds[API])]
-    rows = [{"path": name, "median_seconds": statistics.median(seconds[name]),
-             "sentences_per_s": len(texts) / statistics.median(seconds[name]), "seconds": seconds[name]}
-            for name in paths]
-    return {"batch_size": batch, "pairs": pairs, "rows": rows, "pair_ratio_median": statistics.median(ratios),
-            "pair_ratio_min": min(ratios), "pair_ratio_max": max(ratios), "pair_ratios": ratios,
-            "max_prob_difference": float(np.abs(probs[HAND_LOOP] - probs[API]).max()), "api_probs": probs[API]}
+    rows = []
+    for name in names:
+        ratios = [hand / api for hand, api in zip(seconds[name], seconds[API])]
+        rows.append({"path": name, "median_seconds": statistics.median(seconds[name]),
+                     "sentences_per_s": len(texts) / statistics.median(seconds[name]), "seconds": seconds[name],
+                     "ratio_median": statistics.median(ratios), "ratio_min": min(ratios), "ratio_max": max(ratios),
+                     "max_prob_difference_to_api": float(np.abs(probs[name] - probs[API]).max())})
+    return {"batch_size": batch, "rounds": rounds, "rows": rows, "api_probs": probs[API]}
+
+
+def latency(clf32: RunClassifier, text: str, calls: int = 20) -> dict[str, float]:
+    """One text at a time (a served request's unit): the API's median milliseconds against the module's forward
+    pass alone, both fp32."""
+    batch = dict(clf32.tokenizer([text], return_tensors="pt"))
+    clf32.predict_proba([text])  # warm-up
+
+    def median_ms(call: Any) -> float:
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            call()
+            times.append(time.perf_counter() - start)
+        return 1000 * statistics.median(times)
+
+    with torch.inference_mode():
+        forward = median_ms(lambda: clf32.module(batch))
+    return {"api_ms": median_ms(lambda: clf32.predict_proba([text])), "forward_ms": forward, "calls": calls}
 
 
 def onnx_probs(folder: Path, model: str, texts: list[str], batch: int) -> np.ndarray:
@@ -164,15 +192,17 @@ def markdown(report: dict[str, Any]) -> str:
         f"- `alpaca-predict` accuracy: {cli['printed']}% ({cli['accuracy']!r}); the run's recorded test accuracy: "
         f"{100 * report['recorded_test_acc']:.1f}% ({report['recorded_test_acc']!r}); equal to the printed digit: "
         f"{report['equal_to_printed_digit']}; wall time of the command: {cli['seconds']:.1f} s", "",
-        f"Speed, fp32, batches of {report['speed']['batch_size']}, {report['speed']['pairs']} back-to-back pairs "
-        f"of alternating order (ratio: the hand loop's time over the API's within a pair; > 1: the API is faster):",
-        "", "| path | median sentences/s |", "|---|---|",
+        f"Speed, fp32, batches of {report['speed']['batch_size']}, {report['speed']['rounds']} rounds that run the "
+        f"three paths back to back in rotating order (ratio: a path's time over the API's in the same round; > 1: "
+        f"the API is faster):", "",
+        "| path | median sentences/s | ratio: median (range) | max prob. difference to the API |",
+        "|---|---|---|---|",
     ]
-    lines += [f"| {r['path']} | {r['sentences_per_s']:.0f} |" for r in report["speed"]["rows"]]
-    speed = report["speed"]
-    lines += ["", f"Pair ratio: median {speed['pair_ratio_median']:.3f}, range {speed['pair_ratio_min']:.3f} to "
-              f"{speed['pair_ratio_max']:.3f}; largest probability difference between the two: "
-              f"{speed['max_prob_difference']:.1e}."]
+    lines += [f"| {r['path']} | {r['sentences_per_s']:.0f} | {r['ratio_median']:.3f} ({r['ratio_min']:.3f} to "
+              f"{r['ratio_max']:.3f}) | {r['max_prob_difference_to_api']:.1e} |" for r in report["speed"]["rows"]]
+    latency = report["latency"]
+    lines += ["", f"One text per call (median of {latency['calls']}): the API {latency['api_ms']:.1f} ms, the module's "
+              f"forward pass alone {latency['forward_ms']:.1f} ms."]
     lines += ["", "Exports against the API's fp32 probabilities:", "",
               "| format | argmax agreement | max prob. difference | accuracy | seconds |", "|---|---|---|---|---|"]
     lines += [f"| {r['format']} | {100 * r['argmax_agreement']:.2f}% | {r['max_prob_difference']:.1e} | "
@@ -185,7 +215,7 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path, help="a finished sentence-task run (default: run the default job)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/alpaca_use_model"))
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "experiments" / "results" / "use_model_cpu")
-    parser.add_argument("--pairs", type=int, default=8, help="back-to-back timing pairs")
+    parser.add_argument("--rounds", type=int, default=8, help="timing rounds (each runs every path once)")
     args = parser.parse_args()
     register_resolvers()
     args.work.mkdir(parents=True, exist_ok=True)
@@ -196,13 +226,14 @@ def main() -> None:
     recorded = clf.run.round_record["test/acc"]
     clf32 = load(run_dir, overrides=["hardware.precision=32-true"])
     texts = frame[clf.cfg.task.text_columns[0]].tolist()
-    measured = speed(clf32, texts, args.pairs)
+    measured = speed(clf32, texts, args.rounds)
     gold = np.asarray(load_splits(clf.cfg).test.labels)
     report = {
         "run_dir": str(run_dir), "round": clf.run.round_index, "task": clf.cfg.task.name, "test_rows": len(frame),
         "threads": torch.get_num_threads(), "predict": predicted, "recorded_test_acc": recorded,
         "equal_to_printed_digit": predicted["printed"] == f"{100 * recorded:.1f}",
         "speed": {k: v for k, v in measured.items() if k != "api_probs"},
+        "latency": latency(clf32, texts[0]),
         "exports": exports(run_dir, args.work, texts, measured["api_probs"], gold, measured["batch_size"]),
     }
     args.out.mkdir(parents=True, exist_ok=True)
