@@ -24,6 +24,19 @@ _FORMAT_BY_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "
 FILE_FORMATS = ("csv", "tsv", "jsonl", "parquet", "label_text_lines")
 
 
+def format_from_name(path: Path) -> str | None:
+    """The table format a file's suffix names (a compression suffix after it is skipped), or None."""
+    suffixes = [s.lower() for s in Path(path).suffixes if s.lower() not in _COMPRESSION_SUFFIXES]
+    return _FORMAT_BY_SUFFIX.get(suffixes[-1] if suffixes else "")
+
+
+def delimited_options(fmt: str) -> dict:
+    """How CSV and TSV files are parsed: every value a string, nothing read as missing. TSV is read with
+    QUOTE_NONE: GLUE-style files contain unbalanced quotes inside sentences."""
+    return dict(sep="," if fmt == "csv" else "\t", quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
+                dtype=str, keep_default_na=False, index_col=False)
+
+
 class FileSource:
     """A local CSV, TSV, JSONL or parquet file, or lines of ``<label> <text>`` (format ``label_text_lines``).
 
@@ -129,11 +142,10 @@ class FileSource:
             if self.format not in FILE_FORMATS:
                 raise DataError(f"Unknown file format '{self.format}' for {self.path}. Use one of {FILE_FORMATS}.")
             return self.format
-        suffixes = [s for s in self.path.suffixes if s.lower() not in _COMPRESSION_SUFFIXES]
-        suffix = suffixes[-1].lower() if suffixes else ""
-        if suffix not in _FORMAT_BY_SUFFIX:
+        fmt = format_from_name(self.path)
+        if fmt is None:
             raise DataError(f"Cannot tell the format of {self.path} from its name. Set the source's `format`.")
-        return _FORMAT_BY_SUFFIX[suffix]
+        return fmt
 
     def _read_text_format(self, fmt: str, text: str, skip: list[int]) -> pd.DataFrame:
         if fmt in ("csv", "tsv"):
@@ -145,17 +157,12 @@ class FileSource:
         return pd.DataFrame([(r[0], r[1] if len(r) > 1 else "") for r in rows], columns=names[:2])
 
     def _read_delimited(self, fmt: str, text: str, skip: list[int]) -> pd.DataFrame:
-        sep = "," if fmt == "csv" else "\t"
-        # QUOTE_NONE for TSV: GLUE-style files contain unbalanced quotes inside sentences.
-        quoting = csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE
         try:
             with warnings.catch_warnings():
                 # A first row longer than the header makes pandas drop fields with only a warning.
                 warnings.simplefilter("error", pd.errors.ParserWarning)
-                return pd.read_csv(
-                    io.StringIO(text), sep=sep, header=0 if self.header else None, quoting=quoting, dtype=str,
-                    keep_default_na=False, index_col=False, skiprows=skip or None,
-                )
+                return pd.read_csv(io.StringIO(text), header=0 if self.header else None, skiprows=skip or None,
+                                   **delimited_options(fmt))
         except (pd.errors.ParserError, pd.errors.ParserWarning) as err:
             raise DataError(
                 f"{self.path} is not a well-formed {fmt.upper()} file: {err}. Check the row it names (a quote "

@@ -33,7 +33,7 @@ import torch
 
 from alpaca_lightning.artifacts import atomic_directory
 from alpaca_lightning.assets import REPO_ROOT, register_resolvers
-from alpaca_lightning.console import info, quiet_libraries
+from alpaca_lightning.console import quiet_libraries
 from alpaca_lightning.errors import AlpacaError
 from alpaca_lightning.inference.classifier import run_module
 from alpaca_lightning.inference.model_card import write_model_card
@@ -320,7 +320,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         out = export(args.run_dir, args.out, args.fmt, args)
-        info(f"exported round to {out}")
         print(f"alpaca-export: {args.fmt} model and model card in {out}")
         if args.push_to_hub:
             print(f"alpaca-export: pushed to {push_to_hub(out, args.push_to_hub, args.private)}")

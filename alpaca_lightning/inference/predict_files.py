@@ -21,7 +21,7 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,7 @@ from omegaconf import OmegaConf
 
 from alpaca_lightning.artifacts import atomic_write, atomic_write_json, read_json
 from alpaca_lightning.console import info
+from alpaca_lightning.data.sources import format_from_name
 from alpaca_lightning.data.splits import label_key
 from alpaca_lightning.distributed import barrier, is_global_zero
 from alpaca_lightning.errors import AlpacaError, DataError
@@ -60,7 +61,7 @@ def probability_column(label: str) -> str:
 
 def default_output(input_path: Path) -> Path:
     table_format(input_path)  # a name without a known format suffix is refused here
-    fmt_suffix = next(s for s in reversed(input_path.suffixes) if s.lower() in (".csv", ".tsv", ".jsonl", ".parquet"))
+    fmt_suffix = next(s for s in reversed(input_path.suffixes) if format_from_name(Path("x" + s)))  # not .gz
     stem = input_path.name[: input_path.name.lower().rindex(fmt_suffix.lower())]
     return input_path.with_name(f"{stem}.predictions{fmt_suffix}")
 
@@ -206,7 +207,7 @@ def predict_file(clf: RunClassifier, input_path: Path, output: Path, columns: Co
         raise DataError(f"Input file not found: {input_path}.")
     fmt = table_format(output)
     manifest = {"input": input_fingerprint(input_path), "run": str(clf.run.run_dir.resolve()),
-                "round": clf.run.round_index, "chunk_size": chunk_size, "columns": columns.__dict__,
+                "round": clf.run.round_index, "chunk_size": chunk_size, "columns": asdict(columns),
                 "overrides": overrides, "format": fmt, "run_config_sha256": clf.run.results.get("config_sha256")}
     store = ChunkStore(output, fmt, manifest)
     rows = labelled = correct = chunks = 0

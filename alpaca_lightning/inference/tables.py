@@ -15,19 +15,15 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
-from alpaca_lightning.data.sources import json_objects
+from alpaca_lightning.data.sources import delimited_options, format_from_name, json_objects
 from alpaca_lightning.errors import DataError
 
-FORMATS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}
-_COMPRESSION = {".bz2", ".gz", ".xz", ".zip", ".zst"}
-
-
 def table_format(path: Path) -> str:
-    suffixes = [s.lower() for s in Path(path).suffixes if s.lower() not in _COMPRESSION]
-    fmt = FORMATS.get(suffixes[-1] if suffixes else "")
+    """The format a file's name says, as the training sources read it (.json is read as JSON lines)."""
+    fmt = format_from_name(path)
     if fmt is None:
-        raise DataError(f"Cannot tell the format of {path} from its name: use a file ending in one of "
-                        f"{sorted(FORMATS)} (CSV and TSV may be compressed, e.g. .csv.gz).")
+        raise DataError(f"Cannot tell the format of {path} from its name: use a file ending in .csv, .tsv, .jsonl "
+                        f"or .parquet (CSV and TSV may be compressed, e.g. .csv.gz).")
     return fmt
 
 
@@ -42,13 +38,8 @@ def read_chunks(path: Path, chunk_size: int) -> Iterator[pd.DataFrame]:
 
 
 def _delimited(path: Path, chunk_size: int, fmt: str) -> Iterator[pd.DataFrame]:
-    import csv
-
-    # QUOTE_NONE for TSV, as the training sources: GLUE-style files hold unbalanced quotes inside sentences
-    options = dict(sep="," if fmt == "csv" else "\t", quoting=csv.QUOTE_MINIMAL if fmt == "csv" else csv.QUOTE_NONE,
-                   dtype=str, keep_default_na=False, chunksize=chunk_size, encoding="utf-8-sig", index_col=False)
     try:
-        with pd.read_csv(path, **options) as chunks:
+        with pd.read_csv(path, chunksize=chunk_size, encoding="utf-8-sig", **delimited_options(fmt)) as chunks:
             yield from chunks
     except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as err:
         raise DataError(f"{path} is not a well-formed UTF-8 {fmt.upper()} file ({err}). Fix it, or give the file the "

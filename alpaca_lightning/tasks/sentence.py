@@ -34,8 +34,7 @@ class SentenceClassification(TaskKind):
 
     def hide_pool_labels(self, splits: TaskSplits) -> tuple[TaskSplits, np.ndarray]:
         hidden = np.asarray(splits.pool.labels).copy()
-        unknown = np.full(len(splits.pool), UNKNOWN_LABEL, dtype=np.int64)
-        return TaskSplits(splits.label_names, splits.labelled, TextSplit(splits.pool.texts, unknown),
+        return TaskSplits(splits.label_names, splits.labelled, self.inference_split(splits.pool.texts),
                           splits.validation, splits.test, splits.info), hidden
 
     def gold(self, splits: TaskSplits, split: str) -> np.ndarray:

@@ -22,9 +22,8 @@ from seqeval.scheme import IOB2, IOBES
 
 from alpaca_lightning.data.splits import TaskSplits
 from alpaca_lightning.data.tokens import (
-    TokenSplit, WordTags, build_token_splits, check_scheme, entity_types_in, map_tags, tag_arrays, tag_names, word_tags,
+    TokenSplit, WordTags, build_token_splits, check_scheme, entity_types_in, map_tags, tag_names, word_tags,
 )
-from alpaca_lightning.data.splits import UNKNOWN_LABEL
 from alpaca_lightning.errors import DataError
 from alpaca_lightning.models.token_classifier import TokenClassifier
 from alpaca_lightning.selftrain.calibration import nll
@@ -54,7 +53,7 @@ class TokenClassification(TaskKind):
         return [str(word) for word in value] if isinstance(value, (list, tuple, np.ndarray)) else value
 
     def inference_split(self, examples: list) -> TokenSplit:
-        return TokenSplit(list(examples), tag_arrays([np.full(len(words), UNKNOWN_LABEL) for words in examples]))
+        return TokenSplit(list(examples), np.empty(0, dtype=object)).without_tags()  # without_tags reads the words
 
     def per_example(self, probs: np.ndarray, split: TokenSplit) -> list[np.ndarray]:
         return np.split(probs, np.cumsum(split.word_counts)[:-1]) if len(split) else []
